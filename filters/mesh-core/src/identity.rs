@@ -1,0 +1,96 @@
+//! The identity contract between filters.
+//!
+//! api-key-auth removes every client-sent copy of these headers and then sets
+//! them from the verified credential; later filters and the service trust them
+//! only because of that. The same values are written to filter state under the
+//! `mcp_*` keys so access logs never need to trust headers.
+
+/// Request headers carrying the verified identity.
+pub mod header {
+    pub const ORG_ID: &str = "x-mcp-org-id";
+    pub const KEY_ID: &str = "x-mcp-key-id";
+    pub const PLAN: &str = "x-mcp-plan";
+    pub const ROLE: &str = "x-mcp-role";
+    pub const USER_ID: &str = "x-mcp-user-id";
+
+    /// Every identity header, in the order api-key-auth writes them.
+    pub const ALL: [&str; 5] = [ORG_ID, KEY_ID, PLAN, ROLE, USER_ID];
+}
+
+/// Filter-state keys (`set_property(["<key>"], value)`), readable in an Envoy
+/// access log as `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+pub mod state {
+    pub const ORG_ID: &str = "mcp_org_id";
+    pub const KEY_ID: &str = "mcp_key_id";
+    pub const PLAN: &str = "mcp_plan";
+    pub const ROLE: &str = "mcp_role";
+    pub const USER_ID: &str = "mcp_user_id";
+    pub const AUTH_RESULT: &str = "mcp_auth_result";
+    pub const AUTH_REASON: &str = "mcp_auth_reason";
+    pub const RATELIMIT_RESULT: &str = "mcp_ratelimit_result";
+    pub const RATELIMIT_REMAINING: &str = "mcp_ratelimit_remaining";
+    pub const DEBATE_ID: &str = "mcp_debate_id";
+    pub const METHOD: &str = "mcp_method";
+    pub const TOOL: &str = "mcp_tool";
+    pub const JSONRPC_ID: &str = "mcp_jsonrpc_id";
+    pub const SESSION_ID: &str = "mcp_session_id";
+    pub const TOKENS_INPUT: &str = "mcp_tokens_input";
+    pub const TOKENS_OUTPUT: &str = "mcp_tokens_output";
+    pub const LLM_PROVIDER: &str = "mcp_llm_provider";
+    pub const LLM_MODEL: &str = "mcp_llm_model";
+}
+
+/// A verified identity, as api-key-auth hands it on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub org_id: String,
+    pub key_id: String,
+    pub plan: String,
+    pub role: String,
+    pub user_id: Option<String>,
+}
+
+impl Identity {
+    /// (header name, filter-state key, value) for every field that is set.
+    pub fn fields(&self) -> Vec<(&'static str, &'static str, &str)> {
+        let mut out = vec![
+            (header::ORG_ID, state::ORG_ID, self.org_id.as_str()),
+            (header::KEY_ID, state::KEY_ID, self.key_id.as_str()),
+            (header::PLAN, state::PLAN, self.plan.as_str()),
+            (header::ROLE, state::ROLE, self.role.as_str()),
+        ];
+        if let Some(user) = &self.user_id {
+            out.push((header::USER_ID, state::USER_ID, user.as_str()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_skip_missing_user() {
+        let id = Identity {
+            org_id: "acme".into(),
+            key_id: "k1".into(),
+            plan: "pro".into(),
+            role: "user".into(),
+            user_id: None,
+        };
+        let names: Vec<_> = id.fields().iter().map(|f| f.0).collect();
+        assert_eq!(
+            names,
+            vec![header::ORG_ID, header::KEY_ID, header::PLAN, header::ROLE]
+        );
+        let with_user = Identity {
+            user_id: Some("u7".into()),
+            ..id
+        };
+        assert_eq!(
+            with_user.fields().last().unwrap(),
+            &(header::USER_ID, state::USER_ID, "u7")
+        );
+    }
+}

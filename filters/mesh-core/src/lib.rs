@@ -1,0 +1,11 @@
+//! Host-free logic shared by the MCP mesh filters.
+//!
+//! Nothing here calls the proxy-wasm host: every function is plain Rust and is
+//! unit-tested natively. The filter crates keep their proxy-wasm glue thin and
+//! call into this crate (and their own decision modules) for every decision.
+
+pub mod config_error;
+pub mod error_body;
+pub mod identity;
+pub mod jsonrpc;
+pub mod metrics;

@@ -1,0 +1,93 @@
+//! Thin proxy-wasm helpers shared by the four filters.
+//!
+//! Everything that decides lives in `mesh-core` or in each filter's host-free
+//! modules; this crate only talks to the host, and never panics: a failed host
+//! call is logged or ignored, because a panic would abort the VM and take the
+//! sidecar's traffic down with it.
+
+use mesh_core::config_error::{self, Validate};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::{LogLevel, MetricType};
+use serde::de::DeserializeOwned;
+use std::rc::Rc;
+
+/// Reads and validates the pluginConfig once, in `on_configure`.
+///
+/// On a mistake it logs exactly one critical line naming the field
+/// (`wasm log api-key-auth api-key-auth: invalid pluginConfig: keys[1].hash: must be 64 hex digits`)
+/// and returns `None`; `on_configure` then returns false and Envoy refuses the
+/// filter instead of running it half-configured.
+pub fn load_config<T: DeserializeOwned + Validate>(root: &dyn RootContext) -> Option<Rc<T>> {
+    let bytes = root.get_plugin_configuration().unwrap_or_default();
+    match config_error::load::<T>(&bytes) {
+        Ok(config) => Some(Rc::new(config)),
+        Err(err) => {
+            // Envoy prefixes the line with the plugin's name and root id.
+            log(LogLevel::Critical, &format!("invalid pluginConfig: {err}"));
+            None
+        }
+    }
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Writes one filter-state value, readable in access logs as
+/// `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+pub fn set_state(key: &str, value: &str) {
+    let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+}
+
+/// Reads a filter-state value written by an earlier filter.
+pub fn get_state(key: &str) -> Option<String> {
+    // Filter state written by another Wasm filter is namespaced `wasm.<key>`.
+    let bytes = hostcalls::get_property(vec![key]).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// A counter defined once per VM; a failure to define it leaves a no-op.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter(Option<u32>);
+
+impl Counter {
+    pub fn define(name: &str) -> Self {
+        Self(hostcalls::define_metric(MetricType::Counter, name).ok())
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// A histogram defined once per VM.
+#[derive(Debug, Clone, Copy)]
+pub struct Histogram(Option<u32>);
+
+impl Histogram {
+    pub fn define(name: &str) -> Self {
+        Self(hostcalls::define_metric(MetricType::Histogram, name).ok())
+    }
+
+    pub fn record(&self, value: u64) {
+        if let Some(id) = self.0 {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// Answers the request locally with a JSON body.
+pub fn send_json(status: u32, headers: &[(&str, &str)], body: &str) {
+    let mut all: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 2);
+    all.push(("content-type", "application/json"));
+    all.push(("cache-control", "no-store"));
+    all.extend_from_slice(headers);
+    let _ = hostcalls::send_http_response(status, all, Some(body.as_bytes()));
+}

@@ -1,0 +1,55 @@
+"""Shared fixtures: `upstream`, `llm_upstream` and `envoy_factory`.
+
+    def test_x(envoy_factory, upstream):
+        envoy = envoy_factory(configs={"api-key-auth": {...}})
+        r = envoy.request("GET", "/health")
+        assert upstream.last().header("x-mcp-org-id") == "acme"
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Upstream  # noqa: E402
+from harness.envoy import start_envoy  # noqa: E402
+
+
+@pytest.fixture
+def upstream():
+    """The mcp_debate cluster's upstream (every non-LLM route)."""
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture
+def llm_upstream():
+    """The llm_provider cluster's upstream (/v1/..., /v1beta/...)."""
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture
+def envoy_factory(tmp_path, upstream, llm_upstream):
+    """Starts Envoys from local/envoy.yaml; all are stopped after the test.
+
+    Keyword arguments go to harness.envoy.start_envoy (filters, configs,
+    concurrency, mutate, upstreams). Each call gets its own subfolder.
+    """
+    started = []
+
+    def factory(**kwargs):
+        upstreams = {"mcp_debate": upstream.port, "llm_provider": llm_upstream.port}
+        upstreams.update(kwargs.pop("upstreams", {}))
+        workdir = tmp_path / f"envoy{len(started)}"
+        envoy = start_envoy(workdir, upstreams=upstreams, **kwargs)
+        started.append(envoy)
+        return envoy
+
+    yield factory
+    for envoy in started:
+        envoy.stop()
