@@ -4,6 +4,7 @@ use mesh_core::config_error::{ConfigError, Validate};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
     pub id: String,
@@ -17,6 +18,7 @@ pub struct KeyEntry {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Header carrying the API key.

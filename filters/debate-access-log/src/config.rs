@@ -4,6 +4,7 @@ use mesh_core::config_error::{ConfigError, Validate};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Largest request body prefix read for MCP facts.
