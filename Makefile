@@ -26,7 +26,7 @@ RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/d
 	rustup target add $(WASM_TARGET)
 	@touch $@
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt local/demo/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@

@@ -53,3 +53,21 @@ def envoy_factory(tmp_path, upstream, llm_upstream):
     yield factory
     for envoy in started:
         envoy.stop()
+
+
+@pytest.fixture
+def mcp_server(tmp_path):
+    """The demo MCP server (local/demo/mcp_debate.py, official SDK) on a free port."""
+    from harness import REPO, ChildProcess, free_port, wait_for_port
+
+    port = free_port()
+    proc = ChildProcess(
+        "mcp_debate",
+        [sys.executable, str(REPO / "local/demo/mcp_debate.py"), "--port", str(port)],
+        tmp_path,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield port
+    finally:
+        proc.stop()

@@ -1,0 +1,103 @@
+"""Demo stand-in for mcp-debate: a real MCP server (official Python SDK, streamable HTTP).
+
+Tools: create_debate, submit_argument, get_debate, list_debates, run_debate_round.
+State lives in memory. It echoes the identity headers the mesh hands it
+(x-mcp-org-id, ...) in get_debate so the demo shows what the service sees.
+
+    python local/demo/mcp_debate.py --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer(
+    name="mcp-debate",
+    instructions="Demo debate engine behind the MCP mesh filters.",
+)
+
+_debates: dict[str, dict] = {}
+_ids = itertools.count(1)
+
+
+def _identity(ctx: Context | None) -> dict:
+    """Identity headers as the service received them from the sidecar."""
+    try:
+        request = ctx.request_context.request  # starlette Request
+        headers = request.headers
+    except Exception:  # not over HTTP
+        return {}
+    names = ["x-mcp-org-id", "x-mcp-key-id", "x-mcp-plan", "x-mcp-role", "x-mcp-user-id"]
+    return {n: headers.get(n) for n in names if headers.get(n) is not None}
+
+
+@server.tool()
+def create_debate(topic: str, ctx: Context, rounds: int = 3) -> dict:
+    """Create a debate on a topic; returns its id."""
+    debate_id = f"d-{next(_ids)}"
+    org = _identity(ctx).get("x-mcp-org-id", "unknown")
+    _debates[debate_id] = {
+        "debate_id": debate_id,
+        "topic": topic,
+        "rounds": rounds,
+        "org_id": org,
+        "arguments": [],
+        "created_at": time.time(),
+    }
+    return {"debate_id": debate_id, "topic": topic, "rounds": rounds}
+
+
+@server.tool()
+def submit_argument(debate_id: str, side: str, text: str) -> dict:
+    """Add an argument (side: pro or con) to a debate."""
+    debate = _debates.get(debate_id)
+    if debate is None:
+        raise ValueError(f"no debate {debate_id}")
+    debate["arguments"].append({"side": side, "text": text})
+    return {"debate_id": debate_id, "arguments": len(debate["arguments"])}
+
+
+@server.tool()
+def get_debate(debate_id: str, ctx: Context) -> dict:
+    """A debate with its arguments, and the identity the service saw."""
+    debate = _debates.get(debate_id)
+    if debate is None:
+        raise ValueError(f"no debate {debate_id}")
+    return {**debate, "seen_identity": _identity(ctx)}
+
+
+@server.tool()
+def list_debates() -> list[str]:
+    """Ids of every debate."""
+    return sorted(_debates)
+
+
+@server.tool()
+def run_debate_round(debate_id: str) -> dict:
+    """Run one (simulated) round: the expensive call the rate limiter prices higher."""
+    debate = _debates.get(debate_id)
+    if debate is None:
+        raise ValueError(f"no debate {debate_id}")
+    debate["rounds_done"] = debate.get("rounds_done", 0) + 1
+    return {"debate_id": debate_id, "rounds_done": debate["rounds_done"]}
+
+
+def app():
+    return server.streamable_http_app()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    uvicorn.run(app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
