@@ -8,4 +8,6 @@ pub mod config_error;
 pub mod error_body;
 pub mod identity;
 pub mod jsonrpc;
+pub mod llm_usage;
 pub mod metrics;
+pub mod sse;
