@@ -10,4 +10,6 @@ pub mod identity;
 pub mod jsonrpc;
 pub mod llm_usage;
 pub mod metrics;
+pub mod ratelimit_headers;
+pub mod token_bucket;
 pub mod sse;
