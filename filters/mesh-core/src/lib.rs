@@ -4,6 +4,7 @@
 //! unit-tested natively. The filter crates keep their proxy-wasm glue thin and
 //! call into this crate (and their own decision modules) for every decision.
 
+pub mod body_prefix;
 pub mod config_error;
 pub mod error_body;
 pub mod identity;
