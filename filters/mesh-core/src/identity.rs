@@ -34,6 +34,18 @@ pub mod state {
     pub const TOOL: &str = "mcp_tool";
     pub const JSONRPC_ID: &str = "mcp_jsonrpc_id";
     pub const SESSION_ID: &str = "mcp_session_id";
+    /// Number of JSON-RPC messages when the body is a batch.
+    pub const BATCH_SIZE: &str = "mcp_batch_size";
+    /// "1" when the MCP facts come from a body cut at debate-access-log's cap.
+    pub const BODY_TRUNCATED: &str = "mcp_body_truncated";
+    /// W3C trace id (32 hex) and the caller's span id (16 hex), from
+    /// `traceparent` or B3.
+    pub const TRACE_ID: &str = "mcp_trace_id";
+    pub const SPAN_ID: &str = "mcp_span_id";
+    /// debate-access-log's verdict: "1" log this request, "0" sampled out.
+    pub const LOG_SAMPLED: &str = "mcp_log_sampled";
+    /// The rate a logged line was sampled at ("1" for errors and denials).
+    pub const LOG_SAMPLE_RATE: &str = "mcp_log_sample_rate";
     pub const TOKENS_INPUT: &str = "mcp_tokens_input";
     pub const TOKENS_OUTPUT: &str = "mcp_tokens_output";
     pub const LLM_PROVIDER: &str = "mcp_llm_provider";
