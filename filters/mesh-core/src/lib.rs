@@ -12,5 +12,5 @@ pub mod jsonrpc;
 pub mod llm_usage;
 pub mod metrics;
 pub mod ratelimit_headers;
-pub mod token_bucket;
 pub mod sse;
+pub mod token_bucket;
