@@ -1,0 +1,126 @@
+//! The four filters as check-config sees them: each one's own config type and
+//! loader (the exact code `on_configure` runs in the sidecar), its Istio phase
+//! and its place in the chain.
+
+use mesh_core::config_error::{self, ConfigError, Validate};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub struct Filter {
+    /// Crate, `.wasm`, OCI repository and WasmPlugin `pluginName` (root id).
+    pub name: &'static str,
+    /// The Istio phase the identity and filter-state contracts assume.
+    pub phase: &'static str,
+    /// Position in the chain: auth, rate limit, access log, token usage.
+    pub rank: u8,
+    load: fn(&[u8]) -> Result<(), ConfigError>,
+    schema: fn() -> Value,
+}
+
+impl Filter {
+    /// Parses and validates a JSON pluginConfig exactly like the filter does.
+    pub fn load(&self, json: &[u8]) -> Result<(), ConfigError> {
+        (self.load)(json)
+    }
+
+    /// JSON Schema of the pluginConfig, generated from the Rust types.
+    pub fn schema(&self) -> Value {
+        let mut schema = (self.schema)();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "title".into(),
+                Value::String(format!("{} pluginConfig", self.name)),
+            );
+            obj.insert(
+                "description".into(),
+                Value::String(format!(
+                    "pluginConfig of the {} Proxy-Wasm filter (WasmPlugin spec.pluginConfig). \
+                     Generated from the filter's Rust config types by `make schemas`; \
+                     `check-config` also runs the filter's own validation.",
+                    self.name
+                )),
+            );
+        }
+        schema
+    }
+}
+
+fn load_as<T: DeserializeOwned + Validate>(json: &[u8]) -> Result<(), ConfigError> {
+    config_error::load::<T>(json).map(drop)
+}
+
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+}
+
+pub const FILTERS: [Filter; 4] = [
+    Filter {
+        name: "api-key-auth",
+        phase: "AUTHN",
+        rank: 0,
+        load: load_as::<api_key_auth::config::Config>,
+        schema: schema_of::<api_key_auth::config::Config>,
+    },
+    Filter {
+        name: "org-rate-limit",
+        phase: "AUTHZ",
+        rank: 1,
+        load: load_as::<org_rate_limit::config::Config>,
+        schema: schema_of::<org_rate_limit::config::Config>,
+    },
+    Filter {
+        name: "debate-access-log",
+        phase: "STATS",
+        rank: 2,
+        load: load_as::<debate_access_log::config::Config>,
+        schema: schema_of::<debate_access_log::config::Config>,
+    },
+    Filter {
+        name: "token-usage-metrics",
+        phase: "STATS",
+        rank: 3,
+        load: load_as::<token_usage_metrics::config::Config>,
+        schema: schema_of::<token_usage_metrics::config::Config>,
+    },
+];
+
+pub fn by_name(name: &str) -> Option<&'static Filter> {
+    FILTERS.iter().find(|f| f.name == name)
+}
+
+pub fn names() -> String {
+    FILTERS
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_accepts_its_defaults() {
+        for f in &FILTERS {
+            f.load(b"{}").unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_every_filter() {
+        for f in &FILTERS {
+            let err = f.load(br#"{"no_such_field": 1}"#).unwrap_err();
+            assert!(err.reason.contains("no_such_field"), "{}: {err}", f.name);
+        }
+    }
+
+    #[test]
+    fn schemas_are_objects_with_a_title() {
+        for f in &FILTERS {
+            let s = f.schema();
+            assert_eq!(s["title"], format!("{} pluginConfig", f.name));
+            assert_eq!(s["additionalProperties"], Value::Bool(false), "{}", f.name);
+        }
+    }
+}
