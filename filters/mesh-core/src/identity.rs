@@ -50,6 +50,12 @@ pub mod state {
     pub const TOKENS_OUTPUT: &str = "mcp_tokens_output";
     pub const LLM_PROVIDER: &str = "mcp_llm_provider";
     pub const LLM_MODEL: &str = "mcp_llm_model";
+    /// token-usage-metrics: `ok`, `error` or `usage_missing`.
+    pub const LLM_OUTCOME: &str = "mcp_llm_outcome";
+    /// token-usage-metrics: the part of `mcp_tokens_input` read from a cache.
+    pub const TOKENS_CACHED_INPUT: &str = "mcp_tokens_cached_input";
+    /// token-usage-metrics: the part of `mcp_tokens_output` spent reasoning.
+    pub const TOKENS_REASONING: &str = "mcp_tokens_reasoning";
 }
 
 /// A verified identity, as api-key-auth hands it on.

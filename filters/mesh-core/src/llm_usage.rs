@@ -25,8 +25,7 @@
 //! with a [`MissingReason`].
 
 use crate::sse::{Event, SseFramer};
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The wire format of an LLM API, which decides where usage lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,59 +266,155 @@ impl Reported {
 
 // ---- wire shapes: only the fields we read; everything else is skipped ------
 
-/// Any value of the wrong type reads as absent instead of failing the whole
-/// document: one odd field must not hide the usage next to it.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient<T> {
-        Value(T),
-        Other(IgnoredAny),
+/// Lenient field readers: a value of the wrong type reads as absent instead
+/// of failing the whole document (one odd field must not hide the usage next
+/// to it). Hand-written visitors rather than serde's untagged enums, which
+/// buffer every value and add tens of KB to the wasm.
+mod lenient {
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// Accepts what `Self::Value` wants; everything else is skipped as `None`.
+    macro_rules! ignore_the_rest {
+        ($($method:ident: $ty:ty),*) => {
+            $(fn $method<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> { Ok(None) })*
+        };
     }
-    Ok(match Option::<Lenient<T>>::deserialize(d)? {
-        Some(Lenient::Value(v)) => Some(v),
-        _ => None,
-    })
+
+    struct U64;
+    impl<'de> Visitor<'de> for U64 {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a token count")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(v).ok())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            // Some servers write `12.0`; `as` saturates, never panics.
+            let whole = v.is_finite() && v >= 0.0 && v.fract() == 0.0;
+            Ok(whole.then_some(v as u64))
+        }
+        ignore_the_rest!(visit_bool: bool, visit_str: &str);
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            skip_map(map)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            skip_seq(seq)
+        }
+    }
+
+    struct Str;
+    impl<'de> Visitor<'de> for Str {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        ignore_the_rest!(visit_bool: bool, visit_u64: u64, visit_i64: i64, visit_f64: f64);
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            skip_map(map)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            skip_seq(seq)
+        }
+    }
+
+    struct Object<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+        ignore_the_rest!(visit_bool: bool, visit_u64: u64, visit_i64: i64, visit_f64: f64, visit_str: &str);
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            skip_seq(seq)
+        }
+    }
+
+    fn skip_map<'de, A: MapAccess<'de>, T>(mut map: A) -> Result<Option<T>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn skip_seq<'de, A: SeqAccess<'de>, T>(mut seq: A) -> Result<Option<T>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_any(U64)
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(Str)
+    }
+
+    pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(Object(PhantomData))
+    }
+
+    /// Presence of a non-null value of any type (`"error": {...}`).
+    pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(Option::<IgnoredAny>::deserialize(d)?.is_some())
+    }
 }
 
 #[derive(Deserialize, Default)]
 struct CachedTokens {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 struct ReasoningTokens {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     reasoning_tokens: Option<u64>,
 }
 
 /// OpenAI (both APIs) and Anthropic `usage` objects, superset.
 #[derive(Deserialize, Default)]
 struct WireUsage {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     prompt_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     completion_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     prompt_tokens_details: Option<CachedTokens>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     completion_tokens_details: Option<ReasoningTokens>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     output_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     input_tokens_details: Option<CachedTokens>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     output_tokens_details: Option<ReasoningTokens>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     cache_creation_input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     cache_read_input_tokens: Option<u64>,
 }
 
@@ -354,15 +449,15 @@ impl WireUsage {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct GeminiUsage {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     prompt_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     candidates_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     cached_content_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     thoughts_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::count")]
     tool_use_prompt_token_count: Option<u64>,
 }
 
@@ -383,33 +478,47 @@ impl GeminiUsage {
 /// Anthropic `message_start.message` and OpenAI Responses `*.response`.
 #[derive(Deserialize, Default)]
 struct Inner {
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::string")]
     model: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     usage: Option<WireUsage>,
-    #[serde(default, deserialize_with = "lenient")]
-    error: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "lenient::present")]
+    error: bool,
 }
 
 /// One JSON document: a whole response body or one SSE event's data.
 #[derive(Deserialize, Default)]
 struct Document {
-    #[serde(default, rename = "type", deserialize_with = "lenient")]
+    #[serde(default, rename = "type", deserialize_with = "lenient::string")]
     kind: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::string")]
     model: Option<String>,
-    #[serde(default, rename = "modelVersion", deserialize_with = "lenient")]
+    #[serde(default, rename = "modelVersion", deserialize_with = "lenient::string")]
     model_version: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     usage: Option<WireUsage>,
-    #[serde(default, rename = "usageMetadata", deserialize_with = "lenient")]
+    #[serde(
+        default,
+        rename = "usageMetadata",
+        deserialize_with = "lenient::object"
+    )]
     usage_metadata: Option<GeminiUsage>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     message: Option<Inner>,
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient::object")]
     response: Option<Inner>,
-    #[serde(default, deserialize_with = "lenient")]
-    error: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "lenient::present")]
+    error: bool,
+}
+
+/// A document only if it is a JSON object (serde would also read a struct
+/// from an array, by position).
+struct Object(Option<Document>);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lenient::object(d).map(Object)
+    }
 }
 
 /// What the documents of one response said so far.
@@ -461,7 +570,7 @@ impl UsageState {
         {
             return;
         }
-        if let Ok(doc) = serde_json::from_slice::<Document>(event.data) {
+        if let Ok(Object(Some(doc))) = serde_json::from_slice(event.data) {
             self.apply(doc);
         }
     }
@@ -472,13 +581,16 @@ impl UsageState {
         // an array of them. Peeking avoids serde's buffering untagged enums.
         let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
         if is_array {
-            match serde_json::from_slice::<Vec<Document>>(body) {
-                Ok(docs) => docs.into_iter().for_each(|d| self.apply(d)),
+            match serde_json::from_slice::<Vec<Object>>(body) {
+                Ok(docs) => docs
+                    .into_iter()
+                    .flat_map(|d| d.0)
+                    .for_each(|d| self.apply(d)),
                 Err(_) => return false,
             }
         } else {
-            match serde_json::from_slice::<Document>(body) {
-                Ok(doc) => self.apply(doc),
+            match serde_json::from_slice::<Object>(body) {
+                Ok(doc) => doc.0.into_iter().for_each(|d| self.apply(d)),
                 Err(_) => return false,
             }
         }
@@ -487,7 +599,7 @@ impl UsageState {
 
     fn apply(&mut self, doc: Document) {
         let kind = doc.kind.as_deref().unwrap_or_default();
-        if doc.error.is_some() || kind == "error" || kind == "response.failed" {
+        if doc.error || kind == "error" || kind == "response.failed" {
             self.error = true;
         }
         let mut model = doc.model.or(doc.model_version);
@@ -495,7 +607,7 @@ impl UsageState {
         for inner in [doc.message, doc.response].into_iter().flatten() {
             model = model.or(inner.model);
             usage = usage.or(inner.usage.map(|u| u.reported()));
-            if inner.error.is_some() {
+            if inner.error {
                 self.error = true;
             }
         }
@@ -805,6 +917,26 @@ data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesT
         assert_eq!(outcome, Outcome::Ok);
         assert_eq!(usage.map(|u| (u.input, u.output)), Some((0, 5)));
         assert_eq!(model, None);
+    }
+
+    #[test]
+    fn arrays_are_not_read_as_objects() {
+        let body = br#"{"usage":[5,6],"usageMetadata":[1,2]}"#;
+        let (outcome, usage, _) = read(Api::OpenAiChat, "application/json", body);
+        assert_eq!(outcome, Outcome::UsageMissing(MissingReason::NotReported));
+        assert_eq!(usage, None);
+        let (_, usage, _) = read(
+            Api::OpenAiChat,
+            "text/event-stream",
+            b"data: [\"m\",\"m\",\"m\",{\"prompt_tokens\":1}]\n\n",
+        );
+        assert_eq!(usage, None);
+        let (_, usage, _) = read(
+            Api::OpenAiChat,
+            "application/json",
+            br#"{"usage":{"prompt_tokens":7.0,"completion_tokens":-1}}"#,
+        );
+        assert_eq!(usage.map(|u| (u.input, u.output)), Some((7, 0)));
     }
 
     #[test]

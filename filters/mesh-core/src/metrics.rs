@@ -5,7 +5,7 @@
 //! the base name) and Envoy's `stats_config.stats_tags` regexes extract them
 //! again. With the tag regexes from [`stats_tag_regex`] in the bootstrap,
 //! `/stats/prometheus` shows
-//! `mcp_llm_tokens_total{org_id="acme",gen_ai_system="openai"} 42`.
+//! `mcp_llm_tokens_total{org_id="acme",gen_ai_provider_name="openai"} 42`.
 //! Envoy puts Wasm metrics under the custom `wasmcustom.` namespace, which the
 //! Prometheus output strips.
 
@@ -17,7 +17,7 @@ pub const MAX_LABEL_VALUE_LEN: usize = 64;
 pub const OTHER: &str = "other";
 pub const UNKNOWN: &str = "unknown";
 
-/// `org_id=.=acme;.;gen_ai_system=.=openai;.;mcp_llm_tokens_total`
+/// `org_id=.=acme;.;gen_ai_provider_name=.=openai;.;mcp_llm_tokens_total`
 pub fn labeled(base: &str, labels: &[(&str, &str)]) -> String {
     let mut name = String::with_capacity(base.len() + labels.len() * 24);
     for (label, value) in labels {

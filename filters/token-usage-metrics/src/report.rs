@@ -1,0 +1,310 @@
+//! What one finished LLM call adds to the metrics and the filter state.
+//!
+//! Metrics (labels encoded with `mesh_core::metrics::labeled`, extracted by
+//! the `stats_tags` in local/envoy.yaml; names in the OpenTelemetry GenAI
+//! style, `gen_ai_provider_name` being `gen_ai.provider.name`, which replaced
+//! `gen_ai.system` in the conventions):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mcp_llm_tokens_total` | counter | org_id, gen_ai_provider_name, gen_ai_request_model, gen_ai_response_model, gen_ai_token_type, service |
+//! | `mcp_llm_requests_total` | counter | org_id, gen_ai_provider_name, gen_ai_request_model, outcome, service |
+//! | `mcp_llm_request_tokens` | histogram | gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type (input, output), service |
+//! | `mcp_llm_usage_missing_total` | counter | gen_ai_provider_name, reason, service |
+//!
+//! Token types: `input` (all input, cached included), `output` (reasoning
+//! included), `cached_input`, `cache_creation_input`, `reasoning`; the last
+//! three only when non-zero. Outcomes: `ok`, `error`, `usage_missing`.
+
+use mesh_core::identity::state;
+use mesh_core::llm_usage::{Outcome, Usage};
+use mesh_core::metrics::{labeled, CardinalityCap, UNKNOWN};
+
+pub const TOKENS_TOTAL: &str = "mcp_llm_tokens_total";
+pub const REQUESTS_TOTAL: &str = "mcp_llm_requests_total";
+pub const REQUEST_TOKENS: &str = "mcp_llm_request_tokens";
+pub const USAGE_MISSING_TOTAL: &str = "mcp_llm_usage_missing_total";
+
+/// The facts of one finished call.
+#[derive(Debug, Clone, Default)]
+pub struct Call<'a> {
+    pub org: Option<&'a str>,
+    pub provider: &'a str,
+    pub request_model: Option<&'a str>,
+    pub response_model: Option<&'a str>,
+    pub usage: Option<Usage>,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    Counter(String, u64),
+    Histogram(String, u64),
+}
+
+/// Label values of one VM, with their cardinality caps.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    service: String,
+    orgs: CardinalityCap,
+    models: CardinalityCap,
+}
+
+impl Labels {
+    pub fn new(service: &str, max_orgs: usize, max_models: usize) -> Self {
+        Self {
+            service: service.to_string(),
+            orgs: CardinalityCap::new(max_orgs),
+            models: CardinalityCap::new(max_models),
+        }
+    }
+
+    /// Metric updates for one finished call.
+    pub fn updates(&mut self, call: &Call<'_>) -> Vec<Update> {
+        let org = self.orgs.admit(call.org.unwrap_or(UNKNOWN));
+        // The request body may not name the model (or name it past the scan
+        // budget): the response's model is the next best request model.
+        let request_model = self.models.admit(
+            call.request_model
+                .or(call.response_model)
+                .unwrap_or(UNKNOWN),
+        );
+        let response_model = self.models.admit(call.response_model.unwrap_or(UNKNOWN));
+        let service = self.service.as_str();
+        let provider = call.provider;
+        let outcome = call.outcome.unwrap_or(Outcome::Error);
+
+        let mut out = vec![Update::Counter(
+            labeled(
+                REQUESTS_TOTAL,
+                &[
+                    ("org_id", &org),
+                    ("gen_ai_provider_name", provider),
+                    ("gen_ai_request_model", &request_model),
+                    ("outcome", outcome.label()),
+                    ("service", service),
+                ],
+            ),
+            1,
+        )];
+        if let Outcome::UsageMissing(reason) = outcome {
+            out.push(Update::Counter(
+                labeled(
+                    USAGE_MISSING_TOTAL,
+                    &[
+                        ("gen_ai_provider_name", provider),
+                        ("reason", reason.label()),
+                        ("service", service),
+                    ],
+                ),
+                1,
+            ));
+        }
+        let Some(usage) = call.usage else {
+            return out;
+        };
+        let types = [
+            ("input", usage.input, true),
+            ("output", usage.output, true),
+            ("cached_input", usage.cached_input, false),
+            ("cache_creation_input", usage.cache_creation_input, false),
+            ("reasoning", usage.reasoning, false),
+        ];
+        for (token_type, count, always) in types {
+            if count == 0 && !always {
+                continue;
+            }
+            out.push(Update::Counter(
+                labeled(
+                    TOKENS_TOTAL,
+                    &[
+                        ("org_id", &org),
+                        ("gen_ai_provider_name", provider),
+                        ("gen_ai_request_model", &request_model),
+                        ("gen_ai_response_model", &response_model),
+                        ("gen_ai_token_type", token_type),
+                        ("service", service),
+                    ],
+                ),
+                count,
+            ));
+            if always {
+                out.push(Update::Histogram(
+                    labeled(
+                        REQUEST_TOKENS,
+                        &[
+                            ("gen_ai_provider_name", provider),
+                            ("gen_ai_request_model", &request_model),
+                            ("gen_ai_token_type", token_type),
+                            ("service", service),
+                        ],
+                    ),
+                    count,
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Filter-state values for the access log (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
+pub fn filter_state(call: &Call<'_>) -> Vec<(&'static str, String)> {
+    let mut out = vec![(state::LLM_PROVIDER, call.provider.to_string())];
+    if let Some(model) = call.response_model.or(call.request_model) {
+        out.push((state::LLM_MODEL, model.to_string()));
+    }
+    if let Some(outcome) = call.outcome {
+        out.push((state::LLM_OUTCOME, outcome.label().to_string()));
+    }
+    if let Some(u) = call.usage {
+        out.push((state::TOKENS_INPUT, u.input.to_string()));
+        out.push((state::TOKENS_OUTPUT, u.output.to_string()));
+        out.push((state::TOKENS_CACHED_INPUT, u.cached_input.to_string()));
+        out.push((state::TOKENS_REASONING, u.reasoning.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::llm_usage::MissingReason;
+
+    fn usage() -> Usage {
+        Usage {
+            input: 100,
+            output: 20,
+            cached_input: 60,
+            cache_creation_input: 0,
+            reasoning: 5,
+        }
+    }
+
+    fn counters(updates: &[Update]) -> Vec<(String, u64)> {
+        updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Counter(n, v) => Some((n.clone(), *v)),
+                Update::Histogram(..) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ok_call_counts_each_token_type_once() {
+        let mut labels = Labels::new("mcp-llm", 10, 10);
+        let call = Call {
+            org: Some("acme"),
+            provider: "openai",
+            request_model: Some("gpt-4o"),
+            response_model: Some("gpt-4o-2024-08-06"),
+            usage: Some(usage()),
+            outcome: Some(Outcome::Ok),
+        };
+        let updates = labels.updates(&call);
+        let base =
+            "org_id=.=acme;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;";
+        assert_eq!(
+            counters(&updates),
+            vec![
+                (format!("{base}outcome=.=ok;.;service=.=mcp-llm;.;mcp_llm_requests_total"), 1),
+                (format!("{base}gen_ai_response_model=.=gpt-4o-2024-08-06;.;gen_ai_token_type=.=input;.;service=.=mcp-llm;.;mcp_llm_tokens_total"), 100),
+                (format!("{base}gen_ai_response_model=.=gpt-4o-2024-08-06;.;gen_ai_token_type=.=output;.;service=.=mcp-llm;.;mcp_llm_tokens_total"), 20),
+                (format!("{base}gen_ai_response_model=.=gpt-4o-2024-08-06;.;gen_ai_token_type=.=cached_input;.;service=.=mcp-llm;.;mcp_llm_tokens_total"), 60),
+                (format!("{base}gen_ai_response_model=.=gpt-4o-2024-08-06;.;gen_ai_token_type=.=reasoning;.;service=.=mcp-llm;.;mcp_llm_tokens_total"), 5),
+            ]
+        );
+        let histograms: Vec<_> = updates
+            .iter()
+            .filter(|u| matches!(u, Update::Histogram(..)))
+            .collect();
+        assert_eq!(
+            histograms,
+            vec![
+                &Update::Histogram("gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=input;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 100),
+                &Update::Histogram("gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=output;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 20),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_usage_is_counted_with_its_reason() {
+        let mut labels = Labels::new("svc", 10, 10);
+        let call = Call {
+            provider: "anthropic",
+            outcome: Some(Outcome::UsageMissing(MissingReason::Truncated)),
+            ..Call::default()
+        };
+        assert_eq!(
+            counters(&labels.updates(&call)),
+            vec![
+                ("org_id=.=unknown;.;gen_ai_provider_name=.=anthropic;.;gen_ai_request_model=.=unknown;.;outcome=.=usage_missing;.;service=.=svc;.;mcp_llm_requests_total".into(), 1),
+                ("gen_ai_provider_name=.=anthropic;.;reason=.=truncated;.;service=.=svc;.;mcp_llm_usage_missing_total".into(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn caps_send_new_orgs_and_models_to_other_and_values_are_sanitized() {
+        let mut labels = Labels::new("svc", 1, 1);
+        let call = |org, model| Call {
+            org: Some(org),
+            provider: "openai",
+            request_model: Some(model),
+            response_model: Some(model),
+            usage: Some(usage()),
+            outcome: Some(Outcome::Ok),
+        };
+        labels.updates(&call("acme", "m1"));
+        let names = counters(&labels.updates(&call("evil;.;org_id=.=x", "m2")));
+        assert!(
+            names[0].0.starts_with(
+                "org_id=.=other;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=other;.;"
+            ),
+            "{}",
+            names[0].0
+        );
+        let names = counters(&labels.updates(&call("acme", "m1")));
+        assert!(names[0].0.starts_with(
+            "org_id=.=acme;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m1;.;"
+        ));
+    }
+
+    #[test]
+    fn request_model_falls_back_to_the_response_model() {
+        let mut labels = Labels::new("svc", 10, 10);
+        let call = Call {
+            provider: "openai",
+            response_model: Some("gpt-4o-mini-2024-07-18"),
+            outcome: Some(Outcome::Ok),
+            usage: Some(Usage::default()),
+            ..Call::default()
+        };
+        let names = counters(&labels.updates(&call));
+        assert!(names[0]
+            .0
+            .contains("gen_ai_request_model=.=gpt-4o-mini-2024-07-18;.;"));
+    }
+
+    #[test]
+    fn filter_state_for_the_access_log() {
+        let call = Call {
+            provider: "gcp.gemini",
+            request_model: Some("gemini-2.5-flash"),
+            usage: Some(usage()),
+            outcome: Some(Outcome::Ok),
+            ..Call::default()
+        };
+        let st = filter_state(&call);
+        assert!(st.contains(&("mcp_tokens_input", "100".into())));
+        assert!(st.contains(&("mcp_tokens_output", "20".into())));
+        assert!(st.contains(&("mcp_llm_provider", "gcp.gemini".into())));
+        assert!(st.contains(&("mcp_llm_model", "gemini-2.5-flash".into())));
+        assert!(st.contains(&("mcp_llm_outcome", "ok".into())));
+        let none = filter_state(&Call {
+            provider: "openai",
+            ..Call::default()
+        });
+        assert!(none.iter().all(|(k, _)| !k.starts_with("mcp_tokens")));
+    }
+}
