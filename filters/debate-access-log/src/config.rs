@@ -1,32 +1,300 @@
 //! pluginConfig of debate-access-log.
+//!
+//! ```json
+//! {
+//!   "max_body_bytes": 16384,
+//!   "debate_id_sources": [
+//!     {"path_pattern": "/debates/{debate_id}"},
+//!     {"header": "x-debate-id"},
+//!     {"json_pointer": "/params/arguments/debate_id"}
+//!   ],
+//!   "session_header": "mcp-session-id",
+//!   "max_value_len": 128,
+//!   "sampling": {"success_rate": 0.1, "always_log_traced": false}
+//! }
+//! ```
+//! Every field is optional; the defaults are the values above except
+//! `success_rate`, which defaults to 1 (log every request).
 
+use crate::path_pattern::PathPattern;
 use mesh_core::config_error::{ConfigError, Validate};
+use mesh_core::jsonrpc::MAX_FACT_LEN;
 use serde::Deserialize;
+
+/// Largest `max_body_bytes` accepted: the prefix lives in the Wasm heap of
+/// every in-flight request.
+pub const MAX_BODY_CAP: usize = 1024 * 1024;
+
+/// Headers that carry credentials: never a source of a logged value.
+const SECRET_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Largest request body prefix read for MCP facts.
+    /// Largest request body prefix read for MCP facts (method, tool, JSON-RPC
+    /// id, debate id). 0 turns body reading off.
     pub max_body_bytes: usize,
+    /// Where the debate id comes from, tried in order; the first that yields
+    /// a value wins.
+    pub debate_id_sources: Vec<DebateIdSource>,
+    /// Request header with the MCP session id (the response header of the
+    /// same name is used when the request has none, e.g. on `initialize`).
+    pub session_header: String,
+    /// Longest value logged for anything a client sent (debate id, session
+    /// id, method, tool, JSON-RPC id); longer values are cut.
+    pub max_value_len: usize,
+    pub sampling: Sampling,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 * 1024,
+            debate_id_sources: vec![
+                DebateIdSource::PathPattern("/debates/{debate_id}".into()),
+                DebateIdSource::Header("x-debate-id".into()),
+                DebateIdSource::JsonPointer("/params/arguments/debate_id".into()),
+            ],
+            session_header: "mcp-session-id".into(),
+            max_value_len: 128,
+            sampling: Sampling::default(),
         }
+    }
+}
+
+/// One place a debate id may be found.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DebateIdSource {
+    /// A path pattern: `/` separated segments, `*` for any one segment and
+    /// exactly one `{debate_id}`; it matches the start of the path
+    /// (`/debates/{debate_id}` matches `/debates/d-42/arguments`).
+    PathPattern(String),
+    /// A request header.
+    Header(String),
+    /// An RFC 6901 JSON pointer into the JSON-RPC request body (the first
+    /// message of a batch that has it).
+    JsonPointer(String),
+}
+
+/// Which successful requests are logged. Errors (status >= 400, no response,
+/// any Envoy response flag) and denials are always logged.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Fraction of successful requests logged, 0 to 1. The decision hashes the
+    /// trace id (the OpenTelemetry TraceIdRatioBased rule), so every sidecar
+    /// on a trace makes the same choice; requests without one hash x-request-id.
+    pub success_rate: f64,
+    /// Also log every request whose trace is sampled (`traceparent` flag 01,
+    /// B3 sampled). Off by default: clients set that flag.
+    pub always_log_traced: bool,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            success_rate: 1.0,
+            always_log_traced: false,
+        }
+    }
+}
+
+/// A debate-id source ready to use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Path(PathPattern),
+    Header(String),
+    JsonPointer(String),
+}
+
+/// The configuration with its path patterns compiled, built once in `on_configure`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub sources: Vec<Source>,
+    pub session_header: String,
+    pub max_value_len: usize,
+    pub success_rate: f64,
+    pub always_log_traced: bool,
+}
+
+impl Config {
+    /// Validates and compiles in one pass, naming the field of any mistake.
+    pub fn compile(&self) -> Result<Settings, ConfigError> {
+        if self.max_body_bytes > MAX_BODY_CAP {
+            return Err(ConfigError::new(
+                "max_body_bytes",
+                format!("must be at most {MAX_BODY_CAP}"),
+            ));
+        }
+        if self.max_value_len == 0 || self.max_value_len > MAX_FACT_LEN {
+            return Err(ConfigError::new(
+                "max_value_len",
+                format!("must be between 1 and {MAX_FACT_LEN}"),
+            ));
+        }
+        check_header_name("session_header", &self.session_header)?;
+        let rate = self.sampling.success_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(ConfigError::new(
+                "sampling.success_rate",
+                "must be between 0 and 1",
+            ));
+        }
+        let mut sources = Vec::with_capacity(self.debate_id_sources.len());
+        for (i, source) in self.debate_id_sources.iter().enumerate() {
+            sources.push(compile_source(i, source)?);
+        }
+        Ok(Settings {
+            max_body_bytes: self.max_body_bytes,
+            sources,
+            session_header: self.session_header.clone(),
+            max_value_len: self.max_value_len,
+            success_rate: rate,
+            always_log_traced: self.sampling.always_log_traced,
+        })
     }
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_body_bytes > 1024 * 1024 {
-            return Err(ConfigError::new(
-                "max_body_bytes",
-                "must be at most 1048576",
-            ));
+        self.compile().map(|_| ())
+    }
+}
+
+impl Settings {
+    /// True when some source reads the body.
+    pub fn wants_body(&self) -> bool {
+        self.max_body_bytes > 0
+    }
+}
+
+fn compile_source(i: usize, source: &DebateIdSource) -> Result<Source, ConfigError> {
+    match source {
+        DebateIdSource::PathPattern(p) => {
+            PathPattern::parse(p).map(Source::Path).map_err(|reason| {
+                ConfigError::new(format!("debate_id_sources[{i}].path_pattern"), reason)
+            })
         }
-        Ok(())
+        DebateIdSource::Header(h) => {
+            check_header_name(&format!("debate_id_sources[{i}].header"), h)?;
+            Ok(Source::Header(h.clone()))
+        }
+        DebateIdSource::JsonPointer(p) => {
+            if !p.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("debate_id_sources[{i}].json_pointer"),
+                    "must start with / (RFC 6901), e.g. /params/arguments/debate_id",
+                ));
+            }
+            Ok(Source::JsonPointer(p.clone()))
+        }
+    }
+}
+
+fn check_header_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let token =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.!#$%&'*+^`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(ConfigError::new(
+            field,
+            "must be a lowercase HTTP header name",
+        ));
+    }
+    if SECRET_HEADERS.contains(&name) {
+        return Err(ConfigError::new(
+            field,
+            format!("{name} carries credentials and is never logged"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::config_error::load;
+
+    fn err(json: &str) -> String {
+        load::<Config>(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_the_documented_defaults() {
+        let s = load::<Config>(b"").unwrap().compile().unwrap();
+        assert_eq!(s.max_body_bytes, 16384);
+        assert_eq!(s.sources.len(), 3);
+        assert!(matches!(&s.sources[1], Source::Header(h) if h == "x-debate-id"));
+        assert!(
+            matches!(&s.sources[2], Source::JsonPointer(p) if p == "/params/arguments/debate_id")
+        );
+        assert_eq!(s.session_header, "mcp-session-id");
+        assert_eq!(s.success_rate, 1.0);
+        assert!(!s.always_log_traced);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let s = load::<Config>(
+            br#"{"max_body_bytes": 0, "debate_id_sources": [{"header": "x-debate"}],
+                 "session_header": "x-session", "max_value_len": 64,
+                 "sampling": {"success_rate": 0.25, "always_log_traced": true}}"#,
+        )
+        .unwrap()
+        .compile()
+        .unwrap();
+        assert!(!s.wants_body());
+        assert_eq!(s.sources, vec![Source::Header("x-debate".into())]);
+        assert_eq!(s.max_value_len, 64);
+        assert_eq!(s.success_rate, 0.25);
+        assert!(s.always_log_traced);
+    }
+
+    #[test]
+    fn mistakes_name_the_field() {
+        assert_eq!(
+            err(r#"{"max_body_bytes": 2000000}"#),
+            "max_body_bytes: must be at most 1048576"
+        );
+        assert!(err(r#"{"max_body_bytes": "lots"}"#).starts_with("max_body_bytes: invalid type"));
+        assert_eq!(
+            err(r#"{"max_value_len": 0}"#),
+            "max_value_len: must be between 1 and 256"
+        );
+        assert_eq!(
+            err(r#"{"sampling": {"success_rate": 1.5}}"#),
+            "sampling.success_rate: must be between 0 and 1"
+        );
+        assert!(err(r#"{"sampling": {"rate": 1}}"#).contains("unknown field `rate`"));
+        assert_eq!(
+            err(r#"{"session_header": "Mcp-Session-Id"}"#),
+            "session_header: must be a lowercase HTTP header name"
+        );
+        assert_eq!(
+            err(r#"{"debate_id_sources": [{"header": "x-a"}, {"header": "authorization"}]}"#),
+            "debate_id_sources[1].header: authorization carries credentials and is never logged"
+        );
+        assert_eq!(
+            err(r#"{"debate_id_sources": [{"json_pointer": "params.debate_id"}]}"#),
+            "debate_id_sources[0].json_pointer: must start with / (RFC 6901), e.g. /params/arguments/debate_id"
+        );
+        assert!(
+            err(r#"{"debate_id_sources": [{"path_pattern": "/debates/*"}]}"#)
+                .starts_with("debate_id_sources[0].path_pattern: ")
+        );
+        assert!(err(r#"{"debate_id_sources": [{"query": "d"}]}"#)
+            .starts_with("debate_id_sources[0]: unknown variant `query`"));
+        assert!(err(r#"{"surprise": 1}"#).contains("unknown field `surprise`"));
     }
 }

@@ -1,25 +1,33 @@
-//! proxy-wasm glue: parse config once, hand it to every request.
+//! proxy-wasm glue: parse config once; per request, keep a capped prefix of
+//! a JSON-RPC body, and in `on_log` write the facts to filter state.
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
+use crate::record::{self, BodyFacts, Headers};
+use crate::sampling::Outcome;
+use mesh_core::body_prefix::BodyPrefix;
+use mesh_core::jsonrpc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { settings: None }) });
 }}
 
 struct Root {
-    config: Option<Rc<Config>>,
+    settings: Option<Rc<Settings>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        self.config = mesh_host::load_config::<Config>(self);
-        self.config.is_some()
+        // load_config validates (which compiles); compiling again cannot fail.
+        self.settings = mesh_host::load_config::<Config>(self)
+            .and_then(|config| config.compile().ok())
+            .map(Rc::new);
+        self.settings.is_some()
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -27,20 +35,97 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Request { config }))
+        let settings = self.settings.clone()?;
+        Some(Box::new(Request {
+            settings,
+            prefix: None,
+            body: BodyFacts::default(),
+        }))
     }
 }
 
 struct Request {
-    #[allow(dead_code)]
-    config: Rc<Config>,
+    settings: Rc<Settings>,
+    /// Set while a JSON-RPC body is being read.
+    prefix: Option<BodyPrefix>,
+    body: BodyFacts,
+}
+
+impl Request {
+    /// Parses the prefix read so far, once, and frees it.
+    fn finish_body(&mut self) {
+        if let Some(prefix) = self.prefix.take() {
+            self.body = BodyFacts {
+                facts: jsonrpc::parse_prefix(prefix.bytes()),
+                truncated: !prefix.is_complete(),
+            };
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let number = |path: Vec<&str>| {
+            let bytes = self.get_property(path)?;
+            let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+            Some(u64::from_le_bytes(raw))
+        };
+        Outcome {
+            status: number(vec!["response", "code"]).and_then(|c| u32::try_from(c).ok()),
+            flags: number(vec!["response", "flags"]).unwrap_or(0),
+        }
+    }
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        if end_of_stream || !self.settings.wants_body() {
+            return Action::Continue;
+        }
+        let method = self
+            .get_http_request_header_bytes(":method")
+            .unwrap_or_default();
+        let content_type = self.get_http_request_header_bytes("content-type");
+        let content_type = content_type.as_deref().map(String::from_utf8_lossy);
+        if jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(&method), content_type.as_deref()) {
+            self.prefix = Some(BodyPrefix::new(self.settings.max_body_bytes));
+        }
         Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, chunk_len: usize, end_of_stream: bool) -> Action {
+        // Always Continue: the upload streams on while we copy at most the cap.
+        let Some(prefix) = self.prefix.as_mut() else {
+            return Action::Continue;
+        };
+        let room = prefix.room(chunk_len);
+        let copied = if room > 0 {
+            self.get_http_request_body(0, room).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if let Some(prefix) = self.prefix.as_mut() {
+            prefix.push(&copied, chunk_len, end_of_stream);
+            if prefix.is_done() {
+                self.finish_body();
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // A body still being read (the response came first, or the stream
+        // reset) yields what its prefix holds.
+        self.finish_body();
+        let outcome = self.outcome();
+        let mut request = |name: &str| self.get_http_request_header_bytes(name);
+        let mut response = |name: &str| self.get_http_response_header_bytes(name);
+        let headers = Headers {
+            request: &mut request,
+            response: &mut response,
+        };
+        for (key, value) in record::fields(&self.settings, headers, &self.body, outcome) {
+            mesh_host::set_state(key, &value);
+        }
     }
 }

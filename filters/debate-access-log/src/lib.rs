@@ -1,9 +1,21 @@
-//! debate-access-log: puts debate and MCP context into filter state for one structured JSON access-log line per request.
+//! debate-access-log: puts debate and MCP context into filter state for one
+//! structured JSON access-log line per request.
 //!
-//! `config` and the decision modules are host-free and tested natively; the
-//! proxy-wasm glue in `filter` only exists in the wasm build.
+//! The filter writes `mcp_*` filter-state values in `on_log`, which Envoy runs
+//! before the listener's access loggers, so the log's `json_format` maps them
+//! to top-level fields (`%FILTER_STATE(wasm.mcp_debate_id:PLAIN)%`). Doing it
+//! there covers every request, including those that auth or rate limiting
+//! answered before this filter saw them, and those whose upstream reset.
+//!
+//! `config`, `path_pattern`, `trace_context`, `sampling` and `record` are
+//! host-free and tested natively; the proxy-wasm glue in `filter` only exists
+//! in the wasm build.
 
 pub mod config;
+pub mod path_pattern;
+pub mod record;
+pub mod sampling;
+pub mod trace_context;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -1,0 +1,410 @@
+//! What one request contributes to its access-log line: the `mcp_*`
+//! filter-state values this filter owns, decided from the request's headers,
+//! the JSON-RPC body prefix and how the request ended.
+//!
+//! Host-free: the glue passes header lookups as closures, so the same code
+//! runs for a request whose headers this filter saw and for one that auth or
+//! rate limiting answered before it (Envoy still hands the request headers to
+//! the log phase).
+
+use crate::config::{Settings, Source};
+use crate::sampling::{self, Outcome, SampleKey, Verdict};
+use crate::trace_context;
+use mesh_core::identity::state;
+use mesh_core::jsonrpc::{id_to_text, RequestFacts};
+
+/// What the body told us, if this filter read it.
+#[derive(Debug, Clone, Default)]
+pub struct BodyFacts {
+    pub facts: Option<RequestFacts>,
+    /// The body was longer than the cap (or ended before it was read).
+    pub truncated: bool,
+}
+
+/// Header lookups: `None` when the header is absent.
+pub struct Headers<'a> {
+    pub request: &'a mut dyn FnMut(&str) -> Option<Vec<u8>>,
+    pub response: &'a mut dyn FnMut(&str) -> Option<Vec<u8>>,
+}
+
+/// The (filter-state key, value) pairs to write; absent facts are left out
+/// (the access log shows them as `null`).
+pub fn fields(
+    settings: &Settings,
+    headers: Headers<'_>,
+    body: &BodyFacts,
+    outcome: Outcome,
+) -> Vec<(&'static str, String)> {
+    let max = settings.max_value_len;
+    let mut out: Vec<(&'static str, String)> = Vec::with_capacity(12);
+    let facts = body.facts.as_ref();
+
+    if let Some(debate) = debate_id(settings, &mut *headers.request, facts) {
+        out.push((state::DEBATE_ID, debate));
+    }
+    if let Some(facts) = facts {
+        let messages = &facts.messages;
+        let methods = join(messages.iter().filter_map(|m| m.method.as_deref()), max);
+        let tools = join(messages.iter().filter_map(|m| m.tool.as_deref()), max);
+        let ids: Vec<String> = messages
+            .iter()
+            .filter_map(|m| m.id.as_ref())
+            .map(id_to_text)
+            .collect();
+        let ids = join(ids.iter().map(String::as_str), max);
+        push(&mut out, state::METHOD, methods);
+        push(&mut out, state::TOOL, tools);
+        push(&mut out, state::JSONRPC_ID, ids);
+        if facts.batch_len > 1 || messages.len() > 1 {
+            out.push((state::BATCH_SIZE, facts.batch_len.to_string()));
+        }
+    }
+    if body.truncated || facts.is_some_and(|f| f.truncated) {
+        out.push((state::BODY_TRUNCATED, "1".into()));
+    }
+    let session = (headers.request)(&settings.session_header)
+        .or_else(|| (headers.response)(&settings.session_header));
+    push(
+        &mut out,
+        state::SESSION_ID,
+        session.and_then(|v| clean(&v, max)),
+    );
+
+    let trace = trace_context::extract(&mut *headers.request);
+    if let Some(tc) = &trace {
+        out.push((state::TRACE_ID, tc.trace_id.clone()));
+        push(&mut out, state::SPAN_ID, tc.span_id.clone());
+    }
+    let request_id;
+    let key = match &trace {
+        Some(tc) => SampleKey::TraceId(&tc.trace_id),
+        None => {
+            request_id = (headers.request)("x-request-id");
+            request_id
+                .as_deref()
+                .map_or(SampleKey::None, SampleKey::RequestId)
+        }
+    };
+    let traced = settings.always_log_traced && trace.as_ref().is_some_and(|t| t.sampled);
+    let verdict = sampling::decide(outcome, settings.success_rate, traced, key);
+    out.push((
+        state::LOG_SAMPLED,
+        if verdict.logged() { "1" } else { "0" }.into(),
+    ));
+    if verdict.logged() {
+        let rate = if verdict == Verdict::Always {
+            1.0
+        } else {
+            settings.success_rate
+        };
+        out.push((state::LOG_SAMPLE_RATE, format_rate(rate)));
+    }
+    out
+}
+
+/// The debate id from the first configured source that has one.
+fn debate_id(
+    settings: &Settings,
+    request: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
+    facts: Option<&RequestFacts>,
+) -> Option<String> {
+    let max = settings.max_value_len;
+    let mut path: Option<Option<Vec<u8>>> = None;
+    settings.sources.iter().find_map(|source| match source {
+        Source::Path(pattern) => {
+            let path = path.get_or_insert_with(|| request(":path"));
+            let text = std::str::from_utf8(path.as_deref()?).ok()?;
+            clean(pattern.capture(text)?.as_bytes(), max)
+        }
+        Source::Header(name) => clean(&request(name)?, max),
+        Source::JsonPointer(pointer) => clean(facts?.pointer(pointer)?.as_bytes(), max),
+    })
+}
+
+/// A client-supplied value made safe for any log sink: invalid UTF-8 and
+/// control characters (newlines, escapes, NUL, DEL, C1, line separators)
+/// become U+FFFD, surrounding whitespace goes, and the result is cut to `max`
+/// bytes on a character boundary. Quotes stay: Envoy's JSON formatter escapes
+/// them. Empty results are `None`.
+pub fn clean(value: &[u8], max: usize) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.trim().chars() {
+        let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `a,b,c` of the cleaned values, cut to `max` bytes.
+fn join<'a>(values: impl Iterator<Item = &'a str>, max: usize) -> Option<String> {
+    let joined = values.collect::<Vec<_>>().join(",");
+    clean(joined.as_bytes(), max)
+}
+
+fn push(out: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {
+    if let Some(value) = value {
+        out.push((key, value));
+    }
+}
+
+/// `1`, `0.25`, `0.000001`: six decimals at most, without float formatting
+/// (which would add tens of KB to the wasm).
+fn format_rate(rate: f64) -> String {
+    let ppm = (rate.clamp(0.0, 1.0) * 1e6).round() as u32;
+    if ppm >= 1_000_000 {
+        return "1".into();
+    }
+    let decimals = format!("{ppm:06}");
+    format!("0.{}", decimals.trim_end_matches('0'))
+        .trim_end_matches('.')
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use mesh_core::jsonrpc::{parse, parse_prefix};
+    use std::collections::HashMap;
+
+    type Map = HashMap<&'static str, &'static [u8]>;
+
+    fn settings(json: &str) -> Settings {
+        mesh_core::config_error::load::<Config>(json.as_bytes())
+            .unwrap()
+            .compile()
+            .unwrap()
+    }
+
+    fn run(
+        s: &Settings,
+        req: &Map,
+        resp: &Map,
+        body: BodyFacts,
+        outcome: Outcome,
+    ) -> HashMap<&'static str, String> {
+        let mut request = |n: &str| req.get(n).map(|v| v.to_vec());
+        let mut response = |n: &str| resp.get(n).map(|v| v.to_vec());
+        let headers = Headers {
+            request: &mut request,
+            response: &mut response,
+        };
+        let out = fields(s, headers, &body, outcome);
+        let map: HashMap<_, _> = out.iter().cloned().collect();
+        assert_eq!(map.len(), out.len(), "a key was written twice: {out:?}");
+        map
+    }
+
+    const OK: Outcome = Outcome {
+        status: Some(200),
+        flags: 0,
+    };
+    const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_argument","arguments":{"debate_id":"d-body","text":"x"}}}"#;
+
+    fn body(bytes: &[u8]) -> BodyFacts {
+        BodyFacts {
+            facts: parse(bytes),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn tools_call_fields() {
+        let s = settings("{}");
+        let req: Map = [
+            (":path", &b"/mcp"[..]),
+            ("mcp-session-id", b"sess-1"),
+            (
+                "traceparent",
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ]
+        .into();
+        let f = run(&s, &req, &Map::new(), body(CALL), OK);
+        assert_eq!(f[state::DEBATE_ID], "d-body");
+        assert_eq!(f[state::METHOD], "tools/call");
+        assert_eq!(f[state::TOOL], "submit_argument");
+        assert_eq!(f[state::JSONRPC_ID], "7");
+        assert_eq!(f[state::SESSION_ID], "sess-1");
+        assert_eq!(f[state::TRACE_ID], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(f[state::SPAN_ID], "00f067aa0ba902b7");
+        assert_eq!(f[state::LOG_SAMPLED], "1");
+        assert_eq!(f[state::LOG_SAMPLE_RATE], "1");
+        assert!(!f.contains_key(state::BATCH_SIZE));
+        assert!(!f.contains_key(state::BODY_TRUNCATED));
+    }
+
+    #[test]
+    fn debate_id_sources_are_tried_in_order() {
+        let req: Map = [
+            (":path", &b"/debates/d-path/args?k=1"[..]),
+            ("x-debate-id", b"d-header"),
+        ]
+        .into();
+        let default = settings("{}");
+        assert_eq!(
+            run(&default, &req, &Map::new(), body(CALL), OK)[state::DEBATE_ID],
+            "d-path"
+        );
+        let body_first = settings(
+            r#"{"debate_id_sources": [{"json_pointer": "/params/arguments/debate_id"}, {"header": "x-debate-id"}]}"#,
+        );
+        assert_eq!(
+            run(&body_first, &req, &Map::new(), body(CALL), OK)[state::DEBATE_ID],
+            "d-body"
+        );
+        // No body (e.g. answered by auth before it arrived): the next source still answers.
+        assert_eq!(
+            run(&body_first, &req, &Map::new(), BodyFacts::default(), OK)[state::DEBATE_ID],
+            "d-header"
+        );
+        let none = settings(r#"{"debate_id_sources": []}"#);
+        assert!(!run(&none, &req, &Map::new(), body(CALL), OK).contains_key(state::DEBATE_ID));
+    }
+
+    #[test]
+    fn batch_fields_list_every_message() {
+        let s = settings("{}");
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
+                         {"jsonrpc":"2.0","method":"notifications/progress"},
+                         {"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"b"}}]"#;
+        let f = run(&s, &Map::new(), &Map::new(), body(batch), OK);
+        assert_eq!(
+            f[state::METHOD],
+            "tools/call,notifications/progress,tools/call"
+        );
+        assert_eq!(f[state::TOOL], "a,b");
+        assert_eq!(f[state::JSONRPC_ID], r#"1,"x""#);
+        assert_eq!(f[state::BATCH_SIZE], "3");
+    }
+
+    #[test]
+    fn truncated_body_is_flagged_and_keeps_early_facts() {
+        let s = settings("{}");
+        let cut = &CALL[..CALL.len() - 20];
+        let f = run(
+            &s,
+            &Map::new(),
+            &Map::new(),
+            BodyFacts {
+                facts: parse_prefix(cut),
+                truncated: true,
+            },
+            OK,
+        );
+        assert_eq!(f[state::TOOL], "submit_argument");
+        assert_eq!(f[state::BODY_TRUNCATED], "1");
+    }
+
+    #[test]
+    fn session_id_falls_back_to_the_response_header() {
+        let s = settings("{}");
+        let resp: Map = [("mcp-session-id", &b"new-session"[..])].into();
+        assert_eq!(
+            run(&s, &Map::new(), &resp, BodyFacts::default(), OK)[state::SESSION_ID],
+            "new-session"
+        );
+    }
+
+    #[test]
+    fn hostile_values_are_cleaned_and_capped() {
+        let s = settings(r#"{"max_value_len": 16}"#);
+        let req: Map = [
+            ("x-debate-id", &b"d\"},\n\"org_id\":\"admin"[..]),
+            ("mcp-session-id", b"\x00\x1b[31m\xff\xfe"),
+        ]
+        .into();
+        let f = run(&s, &req, &Map::new(), BodyFacts::default(), OK);
+        let debate = &f[state::DEBATE_ID];
+        assert!(debate.len() <= 16);
+        assert!(!debate.chars().any(char::is_control), "{debate:?}");
+        assert!(debate.starts_with("d\"},\u{FFFD}"), "{debate:?}");
+        assert!(!f[state::SESSION_ID].chars().any(char::is_control));
+    }
+
+    #[test]
+    fn clean_rules() {
+        assert_eq!(clean(b"  d-1 \t", 10).as_deref(), Some("d-1"));
+        assert_eq!(clean(b"", 10), None);
+        assert_eq!(clean(b" \r\n ", 10), None);
+        assert_eq!(
+            clean("a\u{2028}b".as_bytes(), 10).as_deref(),
+            Some("a\u{FFFD}b")
+        );
+        assert_eq!(clean("ééé".as_bytes(), 5).as_deref(), Some("éé"));
+        assert_eq!(clean(b"\x7f", 10).as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn sampling_verdicts_land_in_filter_state() {
+        let s = settings(r#"{"sampling": {"success_rate": 0}}"#);
+        let ok = run(&s, &Map::new(), &Map::new(), BodyFacts::default(), OK);
+        assert_eq!(ok[state::LOG_SAMPLED], "0");
+        assert!(!ok.contains_key(state::LOG_SAMPLE_RATE));
+        let denied = run(
+            &s,
+            &Map::new(),
+            &Map::new(),
+            BodyFacts::default(),
+            Outcome {
+                status: Some(429),
+                flags: 0,
+            },
+        );
+        assert_eq!(denied[state::LOG_SAMPLED], "1");
+        assert_eq!(denied[state::LOG_SAMPLE_RATE], "1");
+
+        let tenth = settings(r#"{"sampling": {"success_rate": 0.1}}"#);
+        let kept_trace: Map = [(
+            "traceparent",
+            &b"00-4bf92f3577b34da60000000000000001-00f067aa0ba902b7-00"[..],
+        )]
+        .into();
+        let f = run(&tenth, &kept_trace, &Map::new(), BodyFacts::default(), OK);
+        assert_eq!(
+            (
+                f[state::LOG_SAMPLED].as_str(),
+                f[state::LOG_SAMPLE_RATE].as_str()
+            ),
+            ("1", "0.1")
+        );
+
+        let traced = settings(r#"{"sampling": {"success_rate": 0, "always_log_traced": true}}"#);
+        let sampled_flag: Map = [(
+            "traceparent",
+            &b"00-4bf92f3577b34da6ffffffffffffffff-00f067aa0ba902b7-01"[..],
+        )]
+        .into();
+        assert_eq!(
+            run(
+                &traced,
+                &sampled_flag,
+                &Map::new(),
+                BodyFacts::default(),
+                OK
+            )[state::LOG_SAMPLED],
+            "1"
+        );
+        assert_eq!(
+            run(&tenth, &sampled_flag, &Map::new(), BodyFacts::default(), OK)[state::LOG_SAMPLED],
+            "0"
+        );
+    }
+
+    #[test]
+    fn rate_formatting() {
+        assert_eq!(format_rate(1.0), "1");
+        assert_eq!(format_rate(0.25), "0.25");
+        assert_eq!(format_rate(0.000001), "0.000001");
+        assert_eq!(format_rate(0.1), "0.1");
+        assert_eq!(format_rate(0.0), "0");
+    }
+}
