@@ -1,6 +1,8 @@
 //! Every provider fixture in tests/fixtures/llm, fed whole, byte by byte and
 //! cut in two at every byte, gives the counts in tests/fixtures/llm/cases.json.
 
+// A test binary: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use mesh_core::config_error::load;
 use mesh_core::llm_usage::{Outcome, ReadLimits, Usage, UsageReader};
 use serde_json::Value;
