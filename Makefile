@@ -73,8 +73,10 @@ fmt:
 run: build venv
 	$(PY) local/run.py
 
+# Not part of `make test`: about 10 minutes of load on loopback (installs wrk
+# if missing), prints and writes bench/RESULTS.md. BENCH_ARGS go to bench/run.sh.
 bench: build venv
-	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "make bench: not yet (see issue: Benchmarks)"; fi
+	bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DIST) target .tools

@@ -1,0 +1,262 @@
+"""Every Envoy configuration the benchmark runs, generated from local/envoy.yaml
+(harness.envoy.build_bootstrap + mutate) so the bench measures the bootstrap
+that ships, and the upstream Envoy that answers them all.
+
+Our filters run with the pluginConfigs of local/envoy.yaml, overridden only
+where a benchmark must: bench API keys added to api-key-auth, every plan of
+org-rate-limit raised far above what a run sends (or, for the accuracy run,
+set to an exact limit).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.envoy import FILTERS, build_bootstrap, hcm, load_template, plugin_config
+
+# --- credentials and organizations the load generator sends ------------------
+
+KEY_TEMPLATE = "mcpk_bench_{i}_7c1e0d9a4b2f4e6aa51f"  # {i}: %06d, as bench.lua fills it in
+ORG_TEMPLATE = "org-{i}"
+
+
+def bench_key(i: int) -> str:
+    return KEY_TEMPLATE.replace("{i}", f"{i:06d}")
+
+
+def bench_org(i: int) -> str:
+    return ORG_TEMPLATE.replace("{i}", f"{i:06d}")
+
+
+# Far above anything a run sends, so org-rate-limit decides but never rejects.
+UNLIMITED_PER_MINUTE = 600_000_000
+UNLIMITED_BURST = 100_000_000
+
+
+def template() -> dict:
+    return load_template()
+
+
+def rate_limit_plan(rl: dict) -> str:
+    """The plan the bench keys get: org-rate-limit's default plan."""
+    return rl.get("default_plan") or next(iter(rl["plans"]))
+
+
+def api_key_auth_config(keys: int) -> dict:
+    """local/envoy.yaml's api-key-auth config plus `keys` bench keys, one
+    organization each (bench key i belongs to org i)."""
+    t = template()
+    auth = plugin_config(t, "api-key-auth")
+    plan = rate_limit_plan(plugin_config(t, "org-rate-limit"))
+    entries = list(auth.get("keys") or [])
+    for i in range(keys):
+        entries.append({
+            "id": f"bench-{i:06d}",
+            "hash": hashlib.sha256(bench_key(i).encode()).hexdigest(),
+            "org_id": bench_org(i),
+            "plan": plan,
+            "role": "user",
+        })
+    auth["keys"] = entries
+    return auth
+
+
+def org_rate_limit_config(per_minute: int = UNLIMITED_PER_MINUTE, burst: int = UNLIMITED_BURST) -> dict:
+    """local/envoy.yaml's org-rate-limit config with every plan set to the
+    same limit."""
+    rl = plugin_config(template(), "org-rate-limit")
+    for plan in rl["plans"].values():
+        plan.pop("requests_per_second", None)
+        plan["requests_per_minute"] = per_minute
+        plan["burst"] = burst
+    return rl
+
+
+def plugin_configs(keys: int = 1) -> dict[str, dict]:
+    t = template()
+    return {
+        "api-key-auth": api_key_auth_config(keys),
+        "org-rate-limit": org_rate_limit_config(),
+        "debate-access-log": plugin_config(t, "debate-access-log"),
+        "token-usage-metrics": plugin_config(t, "token-usage-metrics"),
+    }
+
+
+# --- Envoy's native equivalents --------------------------------------------------
+
+def native_api_key_auth(keys: int) -> dict:
+    """envoy.filters.http.api_key_auth with as many credentials as our filter
+    has keys, reading the same header and stripping it the same way."""
+    auth = api_key_auth_config(0)
+    credentials = [{"key": f"mcpk_demo_{n:06d}_padding_to_key_length", "client": f"demo-{n}"}
+                   for n in range(len(auth.get("keys") or []))]
+    credentials += [{"key": bench_key(i), "client": bench_org(i)} for i in range(keys)]
+    return {
+        "name": "envoy.filters.http.api_key_auth",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+            "credentials": credentials,
+            "key_sources": [{"header": auth.get("header", "x-api-key")}],
+            "forwarding": {"header": "x-mcp-key-id", "hide_credentials": True},
+        },
+    }
+
+
+def native_local_ratelimit(max_tokens: int, tokens_per_fill: int, fill_interval: str) -> dict:
+    """envoy.filters.http.local_ratelimit: one token bucket shared by all
+    workers (its default), always enabled and enforced."""
+    percent = {"numerator": 100, "denominator": "HUNDRED"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench_native_rl",
+            "token_bucket": {
+                "max_tokens": max_tokens,
+                "tokens_per_fill": tokens_per_fill,
+                "fill_interval": fill_interval,
+            },
+            "filter_enabled": {"runtime_key": "bench_rl_enabled", "default_value": percent},
+            "filter_enforced": {"runtime_key": "bench_rl_enforced", "default_value": percent},
+        },
+    }
+
+
+# --- the configurations ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setup:
+    """One Envoy configuration under test.
+
+    access_log: None (no access log), "native" (the file access log of
+    local/envoy.yaml with its json_format, minus the fields only our filters
+    fill), or "ours" (the full json_format of local/envoy.yaml, which
+    debate-access-log's filter state fills)."""
+
+    name: str
+    filters: tuple[str, ...] = ()
+    access_log: str | None = None
+    native: tuple[dict, ...] = ()
+    what: str = ""
+
+
+def throughput_setups() -> list[Setup]:
+    unlimited = native_local_ratelimit(4_000_000_000, 4_000_000_000, "1s")
+    return [
+        Setup("bare", what="router only: the floor"),
+        Setup("api-key-auth", ("api-key-auth",), what="our filter alone"),
+        Setup("org-rate-limit", ("org-rate-limit",), what="our filter alone, limit far above the load"),
+        Setup("debate-access-log", ("debate-access-log",), access_log="ours",
+              what="our filter + Envoy's file access log with the full json_format"),
+        Setup("token-usage-metrics", ("token-usage-metrics",), what="our filter alone"),
+        Setup("full chain", tuple(FILTERS), access_log="ours",
+              what="local/envoy.yaml as shipped: the four filters + the access log"),
+        Setup("native api_key_auth", native=(native_api_key_auth(1),),
+              what="envoy.filters.http.api_key_auth, same header, same key count"),
+        Setup("native local_ratelimit", native=(unlimited,),
+              what="envoy.filters.http.local_ratelimit, one shared bucket far above the load"),
+        Setup("native access log", access_log="native",
+              what="Envoy's file access log, json_format, standard fields"),
+    ]
+
+
+def _is_filter_state(value: str) -> bool:
+    return isinstance(value, str) and "%FILTER_STATE(" in value
+
+
+def bootstrap(
+    setup: Setup,
+    workdir: Path,
+    upstreams: dict[str, int],
+    configs: dict[str, dict] | None = None,
+    access_log_path: str | None = None,
+) -> dict:
+    """local/envoy.yaml turned into `setup`: its filters (with bench
+    pluginConfigs), natives inserted before the router, its access log."""
+
+    def mutate(b: dict) -> None:
+        manager = hcm(b)
+        if setup.access_log is None:
+            manager.pop("access_log", None)
+        else:
+            log = manager["access_log"][0]["typed_config"]
+            if access_log_path:
+                log["path"] = access_log_path
+            if setup.access_log == "native":
+                fmt = log["log_format"]["json_format"]
+                log["log_format"]["json_format"] = {k: v for k, v in fmt.items() if not _is_filter_state(v)}
+        chain = manager["http_filters"]
+        manager["http_filters"] = chain[:-1] + [copy.deepcopy(n) for n in setup.native] + chain[-1:]
+
+    all_configs = configs if configs is not None else plugin_configs()
+    return build_bootstrap(
+        workdir,
+        upstreams,
+        filters=list(setup.filters),
+        configs={name: all_configs[name] for name in setup.filters},
+        mutate=mutate,
+    )
+
+
+# --- the upstream -----------------------------------------------------------------
+
+MCP_RESPONSE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "result": {"content": [{"type": "text", "text": "Debate d-42: round 2 of 3, pro leads."}], "isError": False},
+}
+LLM_RESPONSE = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 1764000000,
+    "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "The motion carries."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 17, "completion_tokens": 5, "total_tokens": 22},
+}
+
+
+def upstream_bootstrap() -> dict:
+    """A second Envoy answering every request itself (direct_response): a
+    loopback upstream much faster than the proxy it serves."""
+
+    def answer(prefix: str, body: dict) -> dict:
+        return {
+            "match": {"prefix": prefix},
+            "direct_response": {"status": 200, "body": {"inline_string": json.dumps(body)}},
+            "response_headers_to_add": [{
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }],
+        }
+
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "upstream",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                 "http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "upstream",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [answer("/v1/", LLM_RESPONSE), answer("/", MCP_RESPONSE)],
+                        }]},
+                        "http_filters": [{
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                        }],
+                    },
+                }]}],
+            }],
+        },
+    }

@@ -1,0 +1,76 @@
+"""Envoy's memory with the full chain: resident set at start, while and after
+serving a million requests spread over 100,000 organizations (one API key
+each), with 2 workers. Per-organization state (rate-limit buckets in shared
+data, metric labels) is what could grow; the samples show whether it levels
+off once every organization has been seen."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from configs import Setup, plugin_configs
+from harness.envoy import FILTERS
+from session import Session
+from traffic import rotating_mcp_request
+from wrkrun import run_wrk
+
+COMPLETED = "http.mcp_ingress.downstream_rq_completed"
+MIN_SECONDS = 60
+
+
+@dataclass
+class MemoryRun:
+    orgs: int
+    target: int
+    auth_config_bytes: int
+    rss_start_kib: int = 0
+    rss_end_kib: int = 0
+    hwm_kib: int = 0
+    requests: int = 0
+    duration_s: float = 0.0
+    non_2xx: int = 0
+    socket_errors: int = 0
+    samples: list[tuple[int, int]] = field(default_factory=list)  # (requests completed, RSS KiB)
+    command: str = ""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+
+def run(session: Session, log) -> MemoryRun:
+    opts = session.options
+    configs = plugin_configs(keys=opts.memory_orgs)
+    result = MemoryRun(opts.memory_orgs, opts.memory_requests, len(json.dumps(configs["api-key-auth"])))
+    envoy = session.start(Setup("full chain", tuple(FILTERS), access_log="ours"), 2, configs=configs)
+    time.sleep(1.0)  # let start-up allocations settle
+    result.rss_start_kib = envoy.memory()["VmRSS"]
+    log(f"  full chain with {opts.memory_orgs:,} keys ({result.auth_config_bytes / 1e6:.1f} MB api-key-auth config): "
+        f"RSS at start {result.rss_start_kib / 1024:.1f} MiB")
+    spec = rotating_mcp_request().write(session.workdir / "request-rotate.txt")
+
+    def enough() -> bool:
+        done = envoy.stat(COMPLETED)
+        result.samples.append((done, envoy.memory()["VmRSS"]))
+        return done >= opts.memory_requests
+
+    # A busy machine may not reach the target within the bench's time budget:
+    # the run then stops at the budget and the report says how far it got.
+    seconds = max(MIN_SECONDS, session.remaining_s() - 20)
+    r = run_wrk(envoy.url + "/mcp", spec, mode="rotate", threads=2, connections=64,
+                duration_s=seconds, orgs=opts.memory_orgs, stop_when=enough, poll_s=1.0)
+    time.sleep(0.5)
+    mem = envoy.memory()
+    result.rss_end_kib, result.hwm_kib = mem["VmRSS"], mem["VmHWM"]
+    result.requests = envoy.stat(COMPLETED)
+    result.duration_s = r.duration_s
+    result.non_2xx = r.errors.get("status", 0)
+    result.socket_errors = r.failed
+    result.command = r.command
+    session.stop(envoy)
+    log(f"  {result.requests:,} requests over {opts.memory_orgs:,} orgs in {r.duration_s:.0f}s "
+        f"({result.rps:,.0f} rps, {result.non_2xx} non-2xx): RSS {result.rss_end_kib / 1024:.1f} MiB, "
+        f"peak {result.hwm_kib / 1024:.1f} MiB")
+    return result

@@ -1,0 +1,135 @@
+"""The processes a benchmark runs: Envoys under test, the upstream Envoy, the
+SSE upstream, and what is read from them (ports, stats, memory).
+
+Every child goes through harness.ChildProcess: its own process group, killed
+with SIGTERM then SIGKILL, and PR_SET_PDEATHSIG so nothing outlives the bench
+even if the bench itself is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from harness import ChildProcess
+from harness.envoy import ENVOY_BIN, REPO
+
+
+class Envoy:
+    """One running Envoy, found through its admin address file."""
+
+    def __init__(self, name: str, proc: ChildProcess, argv: list[str], admin_port: int, port: int):
+        self.name = name
+        self.proc = proc
+        self.argv = argv
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.proc.pid
+
+    def admin(self, path: str, timeout: float = 10.0) -> str:
+        with urllib.request.urlopen(self.admin_url + path, timeout=timeout) as r:
+            return r.read().decode()
+
+    def stats(self, pattern: str) -> dict[str, int]:
+        """Counters and gauges whose name matches the regex `pattern`."""
+        out = {}
+        for line in self.admin(f"/stats?filter={pattern}").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stat(self, name: str) -> int:
+        """One exact counter or gauge (0 if Envoy has not created it yet)."""
+        return self.stats(f"^{name.replace('.', '[.]')}$").get(name, 0)
+
+    def memory(self) -> dict[str, int]:
+        """Resident set size now and its peak (VmHWM), in KiB, from /proc."""
+        return proc_memory(self.pid)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def start_envoy(workdir: Path, name: str, bootstrap: dict, concurrency: int, timeout: float = 60.0) -> Envoy:
+    """Starts Envoy on `bootstrap` (listener and admin on port 0) and waits
+    until it is ready and its listener port is known.
+
+    Flags are the production ones except what a benchmark on a shared machine
+    needs: a dynamic base id (several Envoys at once), an admin address file,
+    and warning-level logs (an Istio sidecar's default)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    admin_file = workdir / f"{name}.admin"
+    log_path = workdir / f"{name}.log"
+    argv = [
+        str(ENVOY_BIN),
+        "-c", str(config_path),
+        "--concurrency", str(concurrency),
+        "--use-dynamic-base-id",
+        "--admin-address-path", str(admin_file),
+        "--log-path", str(log_path),
+        "-l", "warning",
+        "--drain-time-s", "1",
+        "--parent-shutdown-time-s", "2",
+    ]
+    proc = ChildProcess(name, argv, workdir, cwd=REPO)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            log = (log_path.read_text(errors="replace") if log_path.exists() else "") + proc.output()
+            proc.stop()
+            raise RuntimeError(f"Envoy `{name}` exited with {code} at start:\n{log[-4000:]}")
+        text = admin_file.read_text().strip() if admin_file.exists() else ""
+        if text:
+            admin_port = int(text.rsplit(":", 1)[1])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
+                    ready = r.status == 200
+                if ready:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/listeners?format=json", timeout=1) as r:
+                        listeners = json.loads(r.read())
+                    port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+                    return Envoy(name, proc, argv, admin_port, port)
+            except (OSError, KeyError, IndexError, ValueError):
+                pass
+        time.sleep(0.05)
+    proc.stop()
+    raise TimeoutError(f"Envoy `{name}` not ready after {timeout}s: see {log_path}")
+
+
+def start_sse_upstream(workdir: Path) -> tuple[ChildProcess, int]:
+    """bench/sse_upstream.py in its own process (a Python upstream in the
+    bench process would share the GIL with the client that measures it)."""
+    port_file = workdir / "sse_upstream.port"
+    script = Path(__file__).resolve().parent / "sse_upstream.py"
+    proc = ChildProcess("sse_upstream", [sys.executable, str(script), str(port_file)], workdir, cwd=REPO)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"SSE upstream exited:\n{proc.output()}")
+        if port_file.exists() and port_file.read_text().strip():
+            return proc, int(port_file.read_text())
+        time.sleep(0.05)
+    proc.stop()
+    raise TimeoutError("SSE upstream did not start")

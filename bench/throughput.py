@@ -1,0 +1,120 @@
+"""Requests per second and latency of every configuration at saturation, with
+1 and with 2 Envoy workers, in alternating rounds.
+
+All Envoys of the matrix run at once (idle ones cost nothing measurable), so a
+round is just wrk pointed at one after the other; odd rounds go in reverse
+order, so slow drifts of a shared machine hit every configuration alike.
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+from dataclasses import dataclass, field
+
+from configs import Setup, throughput_setups
+from procs import Envoy
+from session import Session
+from traffic import REQUESTS
+from wrkrun import WrkResult, run_wrk
+
+# Which request each configuration is driven with: token-usage-metrics reads
+# LLM responses, so it and the two configurations it is compared with (bare,
+# full chain) also get the LLM request.
+REQUESTS_BY_SETUP = {"bare": ("mcp", "llm"), "token-usage-metrics": ("llm",), "full chain": ("mcp", "llm")}
+
+
+@dataclass
+class Cell:
+    setup: Setup
+    request: str
+    workers: int
+    envoy: Envoy | None = None
+    results: list[WrkResult] = field(default_factory=list)
+    rss_kib: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.setup.name, self.request, self.workers
+
+    def _median(self, values) -> float:
+        return statistics.median(values) if values else 0.0
+
+    @property
+    def rps(self) -> float:
+        return self._median([r.rps for r in self.results])
+
+    @property
+    def p50_ms(self) -> float:
+        return self._median([r.latency_us["p50"] for r in self.results]) / 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return self._median([r.latency_us["p99"] for r in self.results]) / 1000
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the rounds' rps."""
+        values = [r.rps for r in self.results]
+        return (max(values) - min(values)) / self.rps if len(values) > 1 and self.rps else 0.0
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(r.errors.get("status", 0) for r in self.results)
+
+    @property
+    def socket_errors(self) -> int:
+        return sum(r.failed for r in self.results)
+
+
+def _probe(url: str, request) -> str:
+    """One request by hand, to explain a configuration that does not answer 2xx."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(request.method, request.path, body=request.body, headers=request.headers)
+        resp = conn.getresponse()
+        return f"{resp.status} {resp.read()[:500]!r}"
+    finally:
+        conn.close()
+
+
+def run(session: Session, log) -> list[Cell]:
+    opts = session.options
+    specs = {name: make().write(session.workdir / f"request-{name}.txt") for name, make in REQUESTS.items()}
+    cells: list[Cell] = []
+    for workers in opts.workers:
+        for setup in throughput_setups():
+            envoy = session.start(setup, workers)
+            log(f"  started {setup.name} ({workers} worker{'s' * (workers > 1)}) on :{envoy.port}")
+            for request in REQUESTS_BY_SETUP.get(setup.name, ("mcp",)):
+                cells.append(Cell(setup, request, workers, envoy))
+
+    def drive(cell: Cell, seconds: float) -> WrkResult:
+        return run_wrk(
+            cell.envoy.url + REQUESTS[cell.request]().path, specs[cell.request],
+            threads=opts.wrk_threads, connections=opts.wrk_connections, duration_s=seconds,
+        )
+
+    log(f"  warm-up: {opts.warmup_s:g}s per configuration, every response must be 2xx")
+    for cell in cells:
+        warm = drive(cell, opts.warmup_s)
+        if warm.errors.get("status") or warm.failed or warm.requests == 0:
+            raise RuntimeError(
+                f"{cell.setup.name} ({cell.request}, {cell.workers}w): {warm.errors} in {warm.requests} "
+                f"requests; one request by hand answers {_probe(cell.envoy.url, REQUESTS[cell.request]())}"
+            )
+
+    for rnd in range(opts.rounds):
+        order = cells if rnd % 2 == 0 else list(reversed(cells))
+        for cell in order:
+            cell.results.append(drive(cell, opts.duration_s))
+        log(f"  round {rnd + 1}/{opts.rounds}: " + ", ".join(
+            f"{c.setup.name}/{c.request}/w{c.workers} {c.results[-1].rps:,.0f}" for c in cells))
+
+    for cell in cells:
+        cell.rss_kib = cell.envoy.memory().get("VmRSS", 0)
+    for cell in cells:
+        if cell.envoy in session.running:
+            session.stop(cell.envoy)
+    return cells

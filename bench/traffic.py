@@ -1,0 +1,52 @@
+"""The requests wrk sends: an MCP `tools/call` (what the mesh mostly carries)
+and an OpenAI Chat Completions call (what token-usage-metrics reads).
+
+Every configuration gets byte-identical requests: a bench API key (used by
+api-key-auth and native api_key_auth), and the organization header that
+api-key-auth would set (read by org-rate-limit when it runs alone; replaced
+by api-key-auth in the full chain)."""
+
+from __future__ import annotations
+
+import json
+
+from configs import KEY_TEMPLATE, ORG_TEMPLATE, bench_key, bench_org
+from wrkrun import Request
+
+MCP_BODY = json.dumps({
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {"name": "get_debate_status", "arguments": {"debate_id": "d-42"}},
+}, separators=(",", ":"))
+
+LLM_BODY = json.dumps({
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Argue for the motion in one sentence."}],
+}, separators=(",", ":"))
+
+
+def request_headers(key: str, org: str) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-session-id": "bench-session-1",
+        "x-api-key": key,
+        "x-mcp-org-id": org,
+    }
+
+
+def mcp_request(key: str | None = None, org: str | None = None) -> Request:
+    return Request("POST", "/mcp", request_headers(key or bench_key(0), org or bench_org(0)), MCP_BODY)
+
+
+def llm_request() -> Request:
+    return Request("POST", "/v1/chat/completions", request_headers(bench_key(0), bench_org(0)), LLM_BODY)
+
+
+def rotating_mcp_request() -> Request:
+    """For bench.lua's rotate mode: key and org of the i-th organization."""
+    return mcp_request(KEY_TEMPLATE, ORG_TEMPLATE)
+
+
+REQUESTS = {"mcp": mcp_request, "llm": llm_request}
