@@ -43,12 +43,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path.is_empty() || path == "." {
-            "<root>".to_string()
-        } else {
-            path
+        let field = match path.as_str() {
+            "" | "." | "?" => "<root>".to_string(),
+            _ => path,
         };
-        ConfigError::new(field, strip_location(&err.inner().to_string()))
+        let inner = err.inner();
+        // For broken JSON the line and column are the useful part; for a wrong
+        // value the field path says more than a position.
+        let reason = if inner.is_syntax() || inner.is_eof() {
+            format!("not valid JSON: {inner}")
+        } else {
+            strip_location(&inner.to_string())
+        };
+        ConfigError::new(field, reason)
     })?;
     de.end()
         .map_err(|err| ConfigError::new("<root>", err.to_string()))?;
@@ -115,6 +122,8 @@ mod tests {
     fn syntax_error_is_reported_at_root() {
         let err = parse_json::<Cfg>(b"{not json").unwrap_err();
         assert_eq!(err.field, "<root>");
+        assert!(err.reason.starts_with("not valid JSON: "), "{err}");
+        assert!(err.reason.contains("line 1 column 2"), "{err}");
     }
 
     #[test]
