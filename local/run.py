@@ -41,10 +41,22 @@ def wait_for(port: int, proc: subprocess.Popen, name: str, timeout: float = 30) 
     sys.exit(f"{name} did not listen on {port} within {timeout}s")
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL if this launcher dies without cleaning up."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start(name: str, argv: list[str]) -> subprocess.Popen:
     log = open(RUN / f"{name}.log", "wb")
+    # Own session: a terminal's Ctrl-C reaches only this launcher, which then
+    # stops the children in order.
     return subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_die_with_parent)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
