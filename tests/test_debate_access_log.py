@@ -362,3 +362,26 @@ def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream
         configs={"debate-access-log": config},
     )
     assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-2000:]
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "llm"
+
+
+def test_token_usage_lands_in_the_same_line(envoy_factory, llm_upstream):
+    """token-usage-metrics writes mcp_tokens_*; the json_format puts them on
+    the line debate-access-log completes."""
+    llm_upstream.responder = lambda req: Reply(body=(FIXTURES / "openai_chat.json").read_bytes())
+    envoy = start(envoy_factory, filters=["debate-access-log", "token-usage-metrics"])
+    r = envoy.request("POST", "/v1/chat/completions", {"x-debate-id": "d-llm", "traceparent": TRACEPARENT},
+                      {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Argue for the motion."}]})
+    assert r.status == 200
+    line = only_line(envoy)
+    assert line["upstream_cluster"] == "llm_provider"
+    assert line["debate_id"] == "d-llm"
+    assert line["trace_id"] == TRACE_ID
+    assert (line["tokens_input"], line["tokens_output"]) == ("1117", "23")
+    assert line["tokens_cached_input"] == "1024"
+    assert line["llm_provider"] == "openai"
+    assert line["llm_model"] == "gpt-4.1-2025-04-14"
+    assert line["llm_outcome"] == "ok"
+    assert line["mcp_method"] is None  # an LLM API body is not JSON-RPC
