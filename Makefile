@@ -18,6 +18,7 @@ WASM_FILES := $(foreach f,$(FILTERS),$(DIST)/$(f).wasm)
 RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
+.PHONY: check-config-bin schemas pin-digests mesh-config oci-tools
 
 ## Toolchain and virtualenv -------------------------------------------------
 
@@ -55,7 +56,7 @@ test-unit:
 	$(CARGO) test --workspace --locked
 
 # Integration tests: a real Envoy 1.40 per test, real HTTP traffic.
-test-integration: build venv
+test-integration: build venv check-config-bin oci-tools
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: wasm-target
@@ -65,6 +66,48 @@ lint: wasm-target
 
 fmt:
 	$(CARGO) fmt --all
+
+## Istio manifests, OCI images, offline config check -------------------------
+
+CHECK_CONFIG := target/debug/check-config
+# What `make check-config` checks by default: both overlays (and so the base).
+FILE ?= wasm-plugins-yaml/overlays/production wasm-plugins-yaml/overlays/staging
+
+# The native check-config binary (tools/check-config): the filters' own config
+# parsers, run on pluginConfig files, manifest files or kustomize overlays.
+check-config-bin:
+	$(CARGO) build --locked -p check-config
+
+# make check-config FILE=path [FILTER=name]: prints file, resource and field
+# of every mistake; FILTER names the filter of a lone pluginConfig file.
+check-config: check-config-bin
+	$(CHECK_CONFIG) $(if $(FILTER),--filter $(FILTER)) $(FILE)
+
+# schemas/<filter>.json from the config types (cargo test fails when stale).
+schemas: check-config-bin
+	$(CHECK_CONFIG) schemas --write schemas
+
+# dist/oci/<filter>/: OCI image layouts of the .wasm files, ready to push.
+oci: build venv
+	$(PY) tools/oci/build.py
+
+# Writes dist/oci's digests into the WasmPlugin url/sha256 fields.
+# REGISTRY=host/path moves the images; CHECK=1 only reports differences.
+pin-digests: oci
+	$(PY) tools/oci/pin.py $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(CHECK),--check)
+
+# The Istio mesh config and Telemetry filter from local/envoy.yaml.
+mesh-config: venv
+	$(PY) wasm-plugins-yaml/mesh/sync_from_envoy.py $(if $(CHECK),--check)
+
+# skopeo and a local registry (Debian's docker-registry) for the OCI tests:
+# they push the images and pull them back like Istio does.
+oci-tools: .tools/oci-tools.stamp
+.tools/oci-tools.stamp:
+	@mkdir -p .tools
+	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo docker-registry; }
+	@touch $@
 
 ## Demo ----------------------------------------------------------------------
 

@@ -225,6 +225,7 @@ fn modes(r: &Resource) -> Vec<&str> {
     for item in items {
         match item.get("mode").and_then(Value::as_str) {
             None | Some("UNDEFINED") => return ALL.to_vec(),
+            Some("CLIENT_AND_SERVER") => out.extend(["CLIENT", "SERVER"]),
             Some(m) => out.push(m),
         }
     }
@@ -446,7 +447,9 @@ mod tests {
         log.value["spec"]["match"] = json!([{"mode": "SERVER"}]);
         let mut tok = plugin("tok", "token-usage-metrics", "STATS", 10, json!({}));
         tok.value["spec"]["match"] = json!([{"mode": "CLIENT", "ports": [{"number": 80}]}]);
-        assert_eq!(check_all(&[log, tok]).findings, vec![]);
+        assert_eq!(check_all(&[log.clone(), tok.clone()]).findings, vec![]);
+        log.value["spec"]["match"] = json!([{"mode": "CLIENT_AND_SERVER"}]);
+        assert_eq!(check_all(&[log, tok]).findings.len(), 1);
     }
 
     #[test]

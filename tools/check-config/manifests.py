@@ -1,0 +1,166 @@
+"""Python side of the manifest checks: the check-config binary, and validation
+of every resource against the Istio CRD schemas with a real JSON Schema
+validator (python-jsonschema on each CRD's openAPIV3Schema).
+
+    python tools/check-config/manifests.py PATH...   # CRD schema check, like check-config's output
+
+Used by `make check-config` and by tests/test_manifests.py. The CRDs come from
+../shared/fixtures/istio (Istio's customresourcedefinitions.gen.yaml, cut per
+kind); ISTIO_CRDS=dir points elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = REPO / "target" / "debug" / "check-config"
+CRD_DIR = Path(os.environ.get("ISTIO_CRDS", REPO.parent / "shared" / "fixtures" / "istio"))
+
+# metadata is not covered by the CRD schemas: the Kubernetes API server checks it.
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def binary() -> Path:
+    """The native check-config binary, built by cargo when missing or stale."""
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--locked", "-p", "check-config"],
+        cwd=REPO, check=True,
+    )
+    return BINARY
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BINARY), *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+
+def render(path: str | Path) -> list[dict]:
+    """What a kustomization renders to, with origins: [{file, patches, resource}]."""
+    out = run("render", "--json", path)
+    if out.returncode != 0:
+        raise RuntimeError(f"check-config render {path} failed:\n{out.stdout}{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def resources_of(path: str | Path) -> list[dict]:
+    """Resources of a kustomization folder or a manifest file, with origins."""
+    path = Path(path)
+    if path.is_dir():
+        return render(path)
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    return [{"file": str(path), "patches": [], "resource": d} for d in docs]
+
+
+@lru_cache(maxsize=None)
+def crd_schemas() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> openAPIV3Schema, for every served version."""
+    if not CRD_DIR.is_dir():
+        raise FileNotFoundError(f"{CRD_DIR}: Istio CRDs not found (set ISTIO_CRDS)")
+    schemas = {}
+    for path in sorted(CRD_DIR.glob("*-crd.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served"):
+                    schema = strict(version["schema"]["openAPIV3Schema"])
+                    # Every object has these; CRDs leave them to the API server.
+                    schema["properties"] = {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        **schema["properties"],
+                    }
+                    schemas[(f"{group}/{version['name']}", kind)] = schema
+    return schemas
+
+
+def strict(schema: dict) -> dict:
+    """Unknown fields become errors, as with `kubectl apply`'s default strict
+    field validation (the API server would otherwise prune them silently),
+    except where the schema preserves unknown fields (pluginConfig)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) if isinstance(v, dict) else ([strict(i) for i in v] if isinstance(v, list) else v)
+           for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if "properties" in out:
+        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+    return out
+
+
+def resource_id(r: dict) -> str:
+    meta = r.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{r.get('kind', '<no kind>')} {ns + '/' if ns else ''}{meta.get('name', '<no name>')}"
+
+
+def validate(resource: dict) -> list[tuple[str, str]]:
+    """(field path, message) of every schema violation of one resource."""
+    key = (resource.get("apiVersion", ""), resource.get("kind", ""))
+    schema = crd_schemas().get(key)
+    if schema is None:
+        known = ", ".join(sorted(f"{k} {v}" for v, k in crd_schemas()))
+        return [("apiVersion", f"no CRD schema for {key[0]} {key[1]} (known: {known})")]
+    errors = []
+    validator = jsonschema.Draft7Validator(schema)
+    for e in sorted(validator.iter_errors(resource), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e.absolute_path).replace(".[", "[")
+        errors.append((path or "<root>", e.message))
+    errors += metadata_errors(resource.get("metadata") or {})
+    return errors
+
+
+def metadata_errors(meta: dict) -> list[tuple[str, str]]:
+    errors = []
+    name = meta.get("name", "")
+    if not (0 < len(name) <= 253 and DNS1123_SUBDOMAIN.match(name)):
+        errors.append(("metadata.name", f"{name!r} is not a DNS-1123 subdomain"))
+    ns = meta.get("namespace")
+    if ns is not None and not (len(ns) <= 63 and DNS1123_LABEL.match(ns)):
+        errors.append(("metadata.namespace", f"{ns!r} is not a DNS-1123 label"))
+    for field in ("labels", "annotations"):
+        for k, v in (meta.get(field) or {}).items():
+            prefix, _, base = k.rpartition("/")
+            if not LABEL_NAME.match(base) or (prefix and not DNS1123_SUBDOMAIN.match(prefix)):
+                errors.append((f"metadata.{field}.{k}", "invalid key"))
+            if field == "labels" and not (isinstance(v, str) and len(v) <= 63 and LABEL_VALUE.match(v)):
+                errors.append((f"metadata.labels.{k}", f"invalid value {v!r}"))
+    return errors
+
+
+def check_paths(paths: list[str]) -> list[str]:
+    """Every CRD schema violation as `file: Kind ns/name: field: message`."""
+    lines = []
+    for path in paths:
+        for entry in resources_of(path):
+            where = entry["file"] if not entry["patches"] else f"{entry['file']} (patched by {', '.join(entry['patches'])})"
+            for field, message in validate(entry["resource"]):
+                lines.append(f"{where}: {resource_id(entry['resource'])}: {field}: {message}")
+    return lines
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    if not BINARY.exists():
+        binary()
+    problems = check_paths(sys.argv[1:])
+    for line in problems:
+        print(line)
+    print(f"manifests.py: CRD schema check of {' '.join(sys.argv[1:])}: {len(problems)} error(s)", file=sys.stderr)
+    sys.exit(1 if problems else 0)
