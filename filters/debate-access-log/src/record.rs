@@ -75,17 +75,21 @@ pub fn fields(
         out.push((state::TRACE_ID, tc.trace_id.clone()));
         push(&mut out, state::SPAN_ID, tc.span_id.clone());
     }
+    let traced = settings.always_log_traced && trace.as_ref().is_some_and(|t| t.sampled);
+    // x-request-id is read only when the verdict really depends on it.
+    let rate = settings.success_rate;
+    let draws = !outcome.is_error() && !traced && rate > 0.0 && rate < 1.0;
     let request_id;
     let key = match &trace {
         Some(tc) => SampleKey::TraceId(&tc.trace_id),
-        None => {
+        None if draws => {
             request_id = (headers.request)("x-request-id");
             request_id
                 .as_deref()
                 .map_or(SampleKey::None, SampleKey::RequestId)
         }
+        None => SampleKey::None,
     };
-    let traced = settings.always_log_traced && trace.as_ref().is_some_and(|t| t.sampled);
     let verdict = sampling::decide(outcome, settings.success_rate, traced, key);
     out.push((
         state::LOG_SAMPLED,
@@ -406,5 +410,42 @@ mod tests {
         assert_eq!(format_rate(0.000001), "0.000001");
         assert_eq!(format_rate(0.1), "0.1");
         assert_eq!(format_rate(0.0), "0");
+    }
+
+    #[test]
+    fn reads_only_the_headers_it_needs() {
+        let reads = |s: &Settings, path: &'static [u8]| {
+            let mut seen = Vec::new();
+            let mut request = |n: &str| {
+                seen.push(n.to_string());
+                (n == ":path").then(|| path.to_vec())
+            };
+            let mut response = |_: &str| None;
+            let headers = Headers {
+                request: &mut request,
+                response: &mut response,
+            };
+            fields(s, headers, &BodyFacts::default(), OK);
+            seen
+        };
+        let all = settings("{}");
+        assert_eq!(
+            reads(&all, b"/debates/d-1"),
+            [
+                ":path",
+                "mcp-session-id",
+                "traceparent",
+                "b3",
+                "x-b3-traceid"
+            ]
+        );
+        // The path did not match: the next source (the header) is asked.
+        assert!(reads(&all, b"/mcp").contains(&"x-debate-id".to_string()));
+        // A fractional rate without a trace id hashes x-request-id.
+        let half = settings(r#"{"sampling": {"success_rate": 0.5}}"#);
+        assert_eq!(
+            reads(&half, b"/debates/d-1").last().map(String::as_str),
+            Some("x-request-id")
+        );
     }
 }
