@@ -385,3 +385,20 @@ def test_token_usage_lands_in_the_same_line(envoy_factory, llm_upstream):
     assert line["llm_model"] == "gpt-4.1-2025-04-14"
     assert line["llm_outcome"] == "ok"
     assert line["mcp_method"] is None  # an LLM API body is not JSON-RPC
+
+
+def test_client_abort_mid_upload_logs_the_facts_read_so_far(envoy_factory, upstream):
+    envoy = start(envoy_factory, {"sampling": {"success_rate": 0}})
+    message = {"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+               "params": {"name": "submit_evidence", "arguments": {"debate_id": "d-abort", "blob": "y" * 50_000}}}
+    body = json.dumps(message).encode()
+    with socket.create_connection(("127.0.0.1", envoy.port), timeout=10) as s:
+        s.sendall(f"POST /mcp HTTP/1.1\r\nhost: mcp\r\ncontent-type: application/json\r\n"
+                  f"content-length: {len(body)}\r\n\r\n".encode() + body[:2000])
+        time.sleep(0.3)
+    line = only_line(envoy)
+    assert "DC" in line["response_flags"], line
+    assert line["mcp_tool"] == "submit_evidence"
+    assert line["jsonrpc_id"] == "11"
+    assert line["debate_id"] == "d-abort"
+    assert line["mcp_body_truncated"] == "1"
