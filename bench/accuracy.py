@@ -32,6 +32,7 @@ class AccuracyRun:
     requests: int
     duration_s: float
     connections_per_worker: list[int] = field(default_factory=list)
+    socket_errors: int = 0  # connect/read/write errors and timeouts (no answer in 10 s)
     command: str = ""
 
     @property
@@ -66,10 +67,11 @@ def run(session: Session, log) -> list[AccuracyRun]:
                 other={s: c for s, c in r.statuses.items() if s not in (200, 429)},
                 requests=r.requests, duration_s=r.duration_s,
                 connections_per_worker=[v for _, v in sorted(per_worker.items())],
+                socket_errors=r.failed,
                 command=r.command,
             )
             runs.append(run)
             log(f"  run {n + 1} {kind}: admitted {run.admitted} of limit {run.limit} "
-                f"({run.error_pct:+.2f}%), {run.limited} limited, {run.requests} sent, "
+                f"({run.error_pct:+.2f}%), {run.limited} limited, {run.requests} answered, {run.socket_errors} errors, "
                 f"connections per worker {run.connections_per_worker}")
     return runs

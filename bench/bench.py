@@ -46,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "does not touch bench/RESULTS.md unless --out says so")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
     p.add_argument("--rounds", type=int, help="throughput rounds (default 3)")
-    p.add_argument("--duration", type=float, help="seconds per configuration per round (default 3)")
+    p.add_argument("--duration", type=float, help="seconds per configuration per round (default 2)")
     p.add_argument("--memory-requests", type=int, help="requests in the memory run (default 1,000,000)")
     p.add_argument("--memory-orgs", type=int, help="organizations (= API keys) in the memory run (default 100,000)")
     p.add_argument("--out", type=Path, help="where to write the results (default bench/RESULTS.md)")
@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def options(args: argparse.Namespace) -> Options:
     o = Options()
     if args.quick:
-        o.rounds, o.duration_s, o.warmup_s = 1, 1.0, 1.0
+        o.rounds, o.duration_s = 1, 1.0
         o.memory_requests, o.memory_orgs = 50_000, 5_000
         o.accuracy_runs = 1
     o.rounds = args.rounds or o.rounds

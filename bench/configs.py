@@ -46,17 +46,31 @@ def rate_limit_plan(rl: dict) -> str:
     return rl.get("default_plan") or next(iter(rl["plans"]))
 
 
+def _hash_field(auth: dict) -> str:
+    """The key entries' SHA-256 field, as the shipped config spells it."""
+    sample = next(iter(auth.get("keys") or []), {})
+    return "hash" if "hash" in sample else "sha256"
+
+
+def api_key_header(auth: dict) -> str:
+    for source in auth.get("key_sources") or []:
+        if source.get("header") and not source.get("value_prefix"):
+            return source["header"]
+    return auth.get("header", "x-api-key")
+
+
 def api_key_auth_config(keys: int) -> dict:
     """local/envoy.yaml's api-key-auth config plus `keys` bench keys, one
     organization each (bench key i belongs to org i)."""
     t = template()
     auth = plugin_config(t, "api-key-auth")
     plan = rate_limit_plan(plugin_config(t, "org-rate-limit"))
+    hash_field = _hash_field(auth)
     entries = list(auth.get("keys") or [])
     for i in range(keys):
         entries.append({
             "id": f"bench-{i:06d}",
-            "hash": hashlib.sha256(bench_key(i).encode()).hexdigest(),
+            hash_field: hashlib.sha256(bench_key(i).encode()).hexdigest(),
             "org_id": bench_org(i),
             "plan": plan,
             "role": "user",
@@ -65,14 +79,29 @@ def api_key_auth_config(keys: int) -> dict:
     return auth
 
 
+def _set_limit(spec: dict, per_minute: int, burst: int) -> None:
+    for other in ("requests_per_second", "requests_per_hour"):
+        spec.pop(other, None)
+    spec["requests_per_minute"] = per_minute
+    spec["burst"] = burst
+    for route_class in (spec.get("route_classes") or {}).values():
+        _set_limit(route_class, per_minute, burst)
+
+
 def org_rate_limit_config(per_minute: int = UNLIMITED_PER_MINUTE, burst: int = UNLIMITED_BURST) -> dict:
-    """local/envoy.yaml's org-rate-limit config with every plan set to the
-    same limit."""
+    """local/envoy.yaml's org-rate-limit config, enforcing, in this Envoy's
+    shared data, with every plan, route class and organization override set
+    to the same limit."""
     rl = plugin_config(template(), "org-rate-limit")
+    if "limiter" in rl:
+        rl["limiter"] = "local"
+    if "mode" in rl:
+        rl["mode"] = "enforce"
     for plan in rl["plans"].values():
-        plan.pop("requests_per_second", None)
-        plan["requests_per_minute"] = per_minute
-        plan["burst"] = burst
+        _set_limit(plan, per_minute, burst)
+    for org in (rl.get("organizations") or {}).values():
+        if set(org) - {"plan"}:
+            _set_limit(org, per_minute, burst)
     return rl
 
 
@@ -100,7 +129,7 @@ def native_api_key_auth(keys: int) -> dict:
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
             "credentials": credentials,
-            "key_sources": [{"header": auth.get("header", "x-api-key")}],
+            "key_sources": [{"header": api_key_header(auth)}],
             "forwarding": {"header": "x-mcp-key-id", "hide_credentials": True},
         },
     }

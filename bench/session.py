@@ -15,8 +15,8 @@ from procs import Envoy, start_envoy
 @dataclass
 class Options:
     rounds: int = 3
-    duration_s: float = 3.0
-    warmup_s: float = 1.0
+    duration_s: float = 2.0
+    warmup_s: float = 0.0
     wrk_threads: int = 1
     wrk_connections: int = 32
     workers: tuple[int, ...] = (1, 2)
@@ -27,7 +27,7 @@ class Options:
     accuracy_runs: int = 3
     accuracy_connections: int = 64
     # Wall-clock budget of the whole bench; the memory run, last, gets what is left.
-    budget_s: float = 570.0
+    budget_s: float = 560.0
 
 
 @dataclass

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 
-from configs import KEY_TEMPLATE, ORG_TEMPLATE, bench_key, bench_org
+from configs import KEY_TEMPLATE, ORG_TEMPLATE, api_key_header, bench_key, bench_org, template
+from harness.envoy import plugin_config
 from wrkrun import Request
+
+# Header names as the shipped configs have them.
+KEY_HEADER = api_key_header(plugin_config(template(), "api-key-auth"))
+ORG_HEADER = plugin_config(template(), "org-rate-limit").get("org_header", "x-mcp-org-id")
 
 MCP_BODY = json.dumps({
     "jsonrpc": "2.0",
@@ -31,8 +36,8 @@ def request_headers(key: str, org: str) -> dict[str, str]:
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
         "mcp-session-id": "bench-session-1",
-        "x-api-key": key,
-        "x-mcp-org-id": org,
+        KEY_HEADER: key,
+        ORG_HEADER: org,
     }
 
 
