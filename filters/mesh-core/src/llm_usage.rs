@@ -730,9 +730,11 @@ impl UsageReader {
     }
 
     /// Ends the body. `complete` is false when the stream was cut (reset,
-    /// timeout) before its end. `status` is the HTTP status.
+    /// timeout) before its end: an `Error`. A body that ended normally but in
+    /// the middle of an event or document is `UsageMissing(Truncated)` when
+    /// no usage came before. `status` is the HTTP status.
     pub fn finish(&mut self, status: u32, complete: bool) -> Outcome {
-        let mut cut = !complete;
+        let mut cut = false;
         let mut reason = MissingReason::NotReported;
         match &mut self.mode {
             Mode::Sse(framer) => {
@@ -742,7 +744,7 @@ impl UsageReader {
                 }
             }
             Mode::Json { body, .. } => match body.take() {
-                Some(b) if !b.is_empty() && !cut => {
+                Some(b) if !b.is_empty() && complete => {
                     if !self.state.on_json(&b) {
                         reason = MissingReason::Unparsable;
                     }
@@ -752,7 +754,9 @@ impl UsageReader {
             },
             Mode::Skip(why) => reason = *why,
         }
-        if status >= 400 || self.state.saw_error() {
+        // A stream cut by a reset is a failed call, even if some usage came
+        // through (which is still counted: those tokens were spent).
+        if status >= 400 || self.state.saw_error() || !complete {
             return Outcome::Error;
         }
         if self.state.usage().is_some() {
@@ -975,6 +979,26 @@ data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesT
         assert_eq!(
             r.finish(200, true),
             Outcome::UsageMissing(MissingReason::Truncated)
+        );
+
+        let mut r = UsageReader::new(
+            Api::AnthropicMessages,
+            Some("text/event-stream"),
+            None,
+            LIMITS,
+        );
+        r.push(
+            b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9}}}\n\n",
+        );
+        assert_eq!(
+            r.finish(200, false),
+            Outcome::Error,
+            "a reset stream failed"
+        );
+        assert_eq!(
+            r.state().usage().map(|u| u.input),
+            Some(9),
+            "but its tokens count"
         );
     }
 
