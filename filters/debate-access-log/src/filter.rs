@@ -113,6 +113,15 @@ impl HttpContext for Request {
         Action::Continue
     }
 
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        // Trailers end the body without an end_of_stream data frame.
+        if let Some(prefix) = self.prefix.as_mut() {
+            prefix.push(&[], 0, true);
+            self.finish_body();
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
         // A body still being read (the response came first, or the stream
         // reset) yields what its prefix holds.
