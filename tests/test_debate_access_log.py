@@ -402,3 +402,18 @@ def test_client_abort_mid_upload_logs_the_facts_read_so_far(envoy_factory, upstr
     assert line["jsonrpc_id"] == "11"
     assert line["debate_id"] == "d-abort"
     assert line["mcp_body_truncated"] == "1"
+
+
+def test_request_rejected_by_envoys_codec_is_logged_too(envoy_factory):
+    """A header with a control character never reaches the filters: Envoy
+    answers 400 itself, and the line (no verdict in filter state) is still
+    written and still valid JSON."""
+    envoy = start(envoy_factory, {"sampling": {"success_rate": 0}})
+    with socket.create_connection(("127.0.0.1", envoy.port), timeout=10) as s:
+        s.sendall(b"GET /debates/d-1?token=SECRET-0005 HTTP/1.1\r\nhost: mcp\r\nx-debate-id: a\x01\"b\r\n\r\n")
+        status_line = s.makefile("rb").readline()
+    assert int(status_line.split()[1]) == 400
+    line = only_line(envoy)
+    assert line["status"] == 400
+    assert line["debate_id"] is None
+    assert "SECRET-0005" not in envoy.access_log_raw()
