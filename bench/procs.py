@@ -9,6 +9,7 @@ even if the bench itself is killed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -54,8 +55,19 @@ class Envoy:
         """Resident set size now and its peak (VmHWM), in KiB, from /proc."""
         return proc_memory(self.pid)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of all of Envoy's threads so far."""
+        return proc_cpu_seconds(self.pid)
+
     def stop(self) -> None:
         self.proc.stop()
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    # /proc/<pid>/stat: the command may contain spaces, so split after its ")".
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_memory(pid: int) -> dict[str, int]:

@@ -122,8 +122,13 @@ class Report:
             f"{f' after a {o.warmup_s:g} s warm-up' if o.warmup_s else ''}, the order "
             "reversed every other round; rps, p50 and p99 are the medians over the rounds, *spread* is "
             "(max − min) / median of the rounds' rps. *vs bare* divides by bare Envoy's rps for the same request "
-            "and worker count in the same run. Every configuration sits behind the same upstream, a second Envoy "
-            "answering with `direct_response`.",
+            "and worker count in the same run. *Envoy CPU µs/request* is the CPU time of all Envoy's threads "
+            "(from /proc) during a round divided by the requests it served, median over rounds: the cost of a "
+            "request, far less sensitive than rps to other work on a shared machine; *added* is that minus "
+            "bare Envoy's, and *capacity vs bare* is bare's CPU per request divided by this one's: the share of "
+            "bare Envoy's rps this configuration would reach with the same CPU. Targets are judged on the "
+            "measured rps ratio, as the issue states them. Every configuration sits behind the same upstream, a second Envoy answering with "
+            "`direct_response`.",
             "",
             f"Requests: **mcp** = `POST /mcp` JSON-RPC `tools/call` ({len(MCP_BODY)} bytes) with an API key, answered with a "
             "JSON-RPC result; **llm** = `POST /v1/chat/completions` (OpenAI), answered with a chat completion "
@@ -132,8 +137,9 @@ class Report:
         )
         for workers in o.workers:
             self.add(f"### {workers} Envoy worker{'s' if workers > 1 else ''} (`--concurrency {workers}`)", "",
-                     "| configuration | request | rps | spread | p50 ms | p99 ms | vs bare | target | met | Envoy RSS MiB |",
-                     "|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+                     "| configuration | request | rps | spread | p50 ms | p99 ms | rps vs bare | target | met "
+                     "| Envoy CPU µs/request | added µs/request | capacity vs bare | Envoy RSS MiB |",
+                     "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
             for c in [c for c in cells if c.workers == workers]:
                 bare = by_key.get(("bare", c.request, workers))
                 ratio = c.rps / bare.rps if bare and bare.rps else None
@@ -143,10 +149,14 @@ class Report:
                     self.targets.append((f"{c.setup.name} ≥ {target:.0%} of bare ({c.request}, {workers}w)",
                                          f"{ratio:.1%}", ok))
                 flag = f" ({c.non_2xx} non-2xx, {c.socket_errors} socket errors)" if c.non_2xx or c.socket_errors else ""
+                added = c.cpu_us_per_request - bare.cpu_us_per_request if bare and c is not bare else None
+                capacity = bare.cpu_us_per_request / c.cpu_us_per_request if bare and c.cpu_us_per_request else None
                 self.add(
                     f"| {c.setup.name}{flag} | {c.request} | {c.rps:,.0f} | {c.spread:.0%} | {c.p50_ms:.2f} | "
                     f"{c.p99_ms:.2f} | {'' if ratio is None else f'{ratio:.1%}'} | "
-                    f"{'' if target is None else f'≥ {target:.0%}'} | {_mark(ok)} | {_mib(c.rss_kib)} |")
+                    f"{'' if target is None else f'≥ {target:.0%}'} | {_mark(ok)} | {c.cpu_us_per_request:.0f} | "
+                    f"{'' if added is None else f'{added:+.0f}'} | {'' if capacity is None else f'{capacity:.1%}'} | "
+                    f"{_mib(c.rss_kib)} |")
             self.add("")
         self.add("Our filters against Envoy's native equivalent (same run, same request):", "",
                  "| ours | native | workers | ours rps | native rps | ratio | target | met |",

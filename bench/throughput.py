@@ -30,6 +30,7 @@ class Cell:
     workers: int
     envoy: Envoy | None = None
     results: list[WrkResult] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)  # Envoy's CPU time during each round
     rss_kib: int = 0
 
     @property
@@ -50,6 +51,12 @@ class Cell:
     @property
     def p99_ms(self) -> float:
         return self._median([r.latency_us["p99"] for r in self.results]) / 1000
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Envoy CPU time per request (all its threads): what a request costs,
+        much less sensitive than rps to other work on a shared machine."""
+        return self._median([c / r.requests * 1e6 for c, r in zip(self.cpu_s, self.results) if r.requests])
 
     @property
     def spread(self) -> float:
@@ -109,7 +116,9 @@ def run(session: Session, log) -> list[Cell]:
     for rnd in range(opts.rounds):
         order = cells if rnd % 2 == 0 else list(reversed(cells))
         for cell in order:
+            before = cell.envoy.cpu_seconds()
             cell.results.append(drive(cell, opts.duration_s))
+            cell.cpu_s.append(cell.envoy.cpu_seconds() - before)
         log(f"  round {rnd + 1}/{opts.rounds}: " + ", ".join(
             f"{c.setup.name}/{c.request}/w{c.workers} {c.results[-1].rps:,.0f}" for c in cells))
 
