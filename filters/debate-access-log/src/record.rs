@@ -9,7 +9,7 @@
 
 use crate::config::{Settings, Source};
 use crate::sampling::{self, Outcome, SampleKey, Verdict};
-use crate::trace_context;
+use crate::trace_context::{self, TraceContext};
 use mesh_core::identity::state;
 use mesh_core::jsonrpc::{id_to_text, RequestFacts};
 
@@ -38,26 +38,13 @@ pub fn fields(
     let max = settings.max_value_len;
     let mut out: Vec<(&'static str, String)> = Vec::with_capacity(12);
     let facts = body.facts.as_ref();
-
-    if let Some(debate) = debate_id(settings, &mut *headers.request, facts) {
-        out.push((state::DEBATE_ID, debate));
-    }
+    push(
+        &mut out,
+        state::DEBATE_ID,
+        debate_id(settings, &mut *headers.request, facts),
+    );
     if let Some(facts) = facts {
-        let messages = &facts.messages;
-        let methods = join(messages.iter().filter_map(|m| m.method.as_deref()), max);
-        let tools = join(messages.iter().filter_map(|m| m.tool.as_deref()), max);
-        let ids: Vec<String> = messages
-            .iter()
-            .filter_map(|m| m.id.as_ref())
-            .map(id_to_text)
-            .collect();
-        let ids = join(ids.iter().map(String::as_str), max);
-        push(&mut out, state::METHOD, methods);
-        push(&mut out, state::TOOL, tools);
-        push(&mut out, state::JSONRPC_ID, ids);
-        if facts.batch_len > 1 || messages.len() > 1 {
-            out.push((state::BATCH_SIZE, facts.batch_len.to_string()));
-        }
+        push_mcp_facts(&mut out, facts, max);
     }
     if body.truncated || facts.is_some_and(|f| f.truncated) {
         out.push((state::BODY_TRUNCATED, "1".into()));
@@ -69,41 +56,71 @@ pub fn fields(
         state::SESSION_ID,
         session.and_then(|v| clean(&v, max)),
     );
-
     let trace = trace_context::extract(&mut *headers.request);
     if let Some(tc) = &trace {
         out.push((state::TRACE_ID, tc.trace_id.clone()));
         push(&mut out, state::SPAN_ID, tc.span_id.clone());
     }
+    push_sampling(&mut out, settings, &mut *headers.request, trace, outcome);
+    out
+}
+
+/// Method, tool and id of every message (comma-separated for a batch).
+fn push_mcp_facts(out: &mut Vec<(&'static str, String)>, facts: &RequestFacts, max: usize) {
+    let messages = &facts.messages;
+    let methods = join(messages.iter().filter_map(|m| m.method.as_deref()), max);
+    let tools = join(messages.iter().filter_map(|m| m.tool.as_deref()), max);
+    let ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.id.as_ref())
+        .map(id_to_text)
+        .collect();
+    push(out, state::METHOD, methods);
+    push(out, state::TOOL, tools);
+    push(
+        out,
+        state::JSONRPC_ID,
+        join(ids.iter().map(String::as_str), max),
+    );
+    if facts.batch_len > 1 || messages.len() > 1 {
+        out.push((state::BATCH_SIZE, facts.batch_len.to_string()));
+    }
+}
+
+/// The sampling verdict, and the rate a logged line was kept at.
+fn push_sampling(
+    out: &mut Vec<(&'static str, String)>,
+    settings: &Settings,
+    request: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
+    trace: Option<TraceContext>,
+    outcome: Outcome,
+) {
+    let rate = settings.success_rate;
     let traced = settings.always_log_traced && trace.as_ref().is_some_and(|t| t.sampled);
     // x-request-id is read only when the verdict really depends on it.
-    let rate = settings.success_rate;
     let draws = !outcome.is_error() && !traced && rate > 0.0 && rate < 1.0;
     let request_id;
     let key = match &trace {
         Some(tc) => SampleKey::TraceId(&tc.trace_id),
         None if draws => {
-            request_id = (headers.request)("x-request-id");
+            request_id = request("x-request-id");
             request_id
                 .as_deref()
                 .map_or(SampleKey::None, SampleKey::RequestId)
         }
         None => SampleKey::None,
     };
-    let verdict = sampling::decide(outcome, settings.success_rate, traced, key);
-    out.push((
-        state::LOG_SAMPLED,
-        if verdict.logged() { "1" } else { "0" }.into(),
-    ));
-    if verdict.logged() {
-        let rate = if verdict == Verdict::Always {
+    let verdict = sampling::decide(outcome, rate, traced, key);
+    let logged = verdict.logged();
+    out.push((state::LOG_SAMPLED, if logged { "1" } else { "0" }.into()));
+    if logged {
+        let kept_at = if verdict == Verdict::Always {
             1.0
         } else {
-            settings.success_rate
+            rate
         };
-        out.push((state::LOG_SAMPLE_RATE, format_rate(rate)));
+        out.push((state::LOG_SAMPLE_RATE, format_rate(kept_at)));
     }
-    out
 }
 
 /// The debate id from the first configured source that has one.
