@@ -67,6 +67,18 @@ lint: wasm-target
 fmt:
 	$(CARGO) fmt --all
 
+## API keys --------------------------------------------------------------------
+
+# make api-key ORG=acme PLAN=pro [ROLE=user] [ID=key-id] [USER_ID=user-id]
+#   [NOT_BEFORE=RFC3339] [EXPIRES=RFC3339]: prints a new random key once and
+# the api-key-auth `keys[]` entry with its SHA-256 (the only thing to store).
+api-key:
+	@if [ -z "$(ORG)" ] || [ -z "$(PLAN)" ]; then \
+	  echo "usage: make api-key ORG=<org> PLAN=<plan> [ROLE=user] [ID=<key id>] [USER_ID=<user id>] [NOT_BEFORE=<RFC 3339>] [EXPIRES=<RFC 3339>]"; exit 2; fi
+	@$(CARGO) run --quiet --locked -p api-key-auth --bin make-api-key -- --org '$(ORG)' --plan '$(PLAN)' \
+	  $(if $(ROLE),--role '$(ROLE)') $(if $(ID),--id '$(ID)') $(if $(USER_ID),--user '$(USER_ID)') \
+	  $(if $(NOT_BEFORE),--not-before '$(NOT_BEFORE)') $(if $(EXPIRES),--expires '$(EXPIRES)')
+
 ## Istio manifests, OCI images, offline config check -------------------------
 
 CHECK_CONFIG := target/debug/check-config

@@ -1,25 +1,88 @@
-//! proxy-wasm glue: parse config once, hand it to every request.
+//! proxy-wasm glue: compile the config once, then per request read the headers
+//! (one host call), ask [`Policy::decide`], and apply the verdict.
+//!
+//! Allowed and skipped requests continue at once; only a denied JSON-RPC POST
+//! with a body waits for (at most `max_body_bytes` of) it, to answer with its
+//! JSON-RPC `id`.
 
 use crate::config::Config;
+use crate::outcome::Outcome;
+use crate::policy::{Allowed, Policy, Request, Verdict};
+use mesh_core::error_body::{error_body, rpc_code};
+use mesh_core::identity::{header as identity_header, state, Identity};
+use mesh_core::jsonrpc;
+use mesh_core::metrics::labeled;
+use mesh_host::Counter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { shared: None })
+    });
 }}
 
+/// `mcp_auth_requests_total{decision, reason}`, one counter per outcome.
+struct Counters([Counter; Outcome::ALL.len()]);
+
+impl Counters {
+    fn define() -> Self {
+        Self(Outcome::ALL.map(|o| {
+            Counter::define(&labeled(
+                "mcp_auth_requests_total",
+                &[("decision", o.decision()), ("reason", o.reason())],
+            ))
+        }))
+    }
+
+    fn count(&self, outcome: Outcome) {
+        if let Some(counter) = self.0.get(outcome.index()) {
+            counter.inc();
+        }
+    }
+}
+
+struct Shared {
+    policy: Policy,
+    counters: Counters,
+}
+
 struct Root {
-    config: Option<Rc<Config>>,
+    shared: Option<Rc<Shared>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        self.config = mesh_host::load_config::<Config>(self);
-        self.config.is_some()
+        let Some(config) = mesh_host::load_config::<Config>(self) else {
+            return false;
+        };
+        let policy = match Policy::new(&config) {
+            Ok(policy) => policy,
+            Err(err) => {
+                mesh_host::log(LogLevel::Critical, &format!("invalid pluginConfig: {err}"));
+                return false;
+            }
+        };
+        mesh_host::log(
+            LogLevel::Info,
+            &format!(
+                "configured: {} API keys, {} JWT providers, {} skip paths, {} route rules",
+                config.keys.len(),
+                config.jwt_providers.len(),
+                config.skip_paths.len(),
+                config.rules.len()
+            ),
+        );
+        self.shared = Some(Rc::new(Shared {
+            policy,
+            counters: Counters::define(),
+        }));
+        true
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -27,20 +90,164 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Request { config }))
+        let shared = self.shared.clone()?;
+        Some(Box::new(Stream {
+            shared,
+            pending: None,
+        }))
     }
 }
 
-struct Request {
-    #[allow(dead_code)]
-    config: Rc<Config>,
+struct Stream {
+    shared: Rc<Shared>,
+    /// A denial waiting for the JSON-RPC body (to echo its `id`).
+    pending: Option<Outcome>,
 }
 
-impl Context for Request {}
+impl Context for Stream {}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        Action::Continue
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers_bytes();
+        let text = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let method = text(":method").unwrap_or("");
+        let path = text(":path").unwrap_or("/");
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let verdict = self.shared.policy.decide(
+            &Request {
+                method,
+                path,
+                headers: &headers,
+            },
+            now,
+        );
+        let present = |name: &str| headers.iter().any(|(k, _)| k == name);
+        match verdict {
+            Verdict::Skip => {
+                for name in identity_header::ALL.iter().filter(|h| present(h)) {
+                    self.set_http_request_header(name, None);
+                }
+                self.record(Outcome::SkippedPath);
+                Action::Continue
+            }
+            Verdict::Allow(allowed) => {
+                self.hand_off(&allowed, &present);
+                self.record(allowed.outcome);
+                Action::Continue
+            }
+            Verdict::Deny(outcome) => {
+                self.record(outcome);
+                let body_may_carry_id = !end_of_stream
+                    && self.shared.policy.max_body_bytes > 0
+                    && jsonrpc::is_jsonrpc_post(method, text("content-type"));
+                if body_may_carry_id {
+                    self.pending = Some(outcome);
+                } else {
+                    self.reject(outcome, None);
+                }
+                Action::Pause
+            }
+        }
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(outcome) = self.pending else {
+            return Action::Continue;
+        };
+        if body_size > self.shared.policy.max_body_bytes {
+            self.reject(outcome, None);
+        } else if end_of_stream {
+            self.reject_with_body_id(outcome, body_size);
+        }
+        // Denied either way: keep buffering until the reply is sent.
+        Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        let Some(outcome) = self.pending else {
+            return Action::Continue;
+        };
+        let size = self.shared.policy.max_body_bytes;
+        self.reject_with_body_id(outcome, size);
+        Action::Pause
+    }
+}
+
+impl Stream {
+    /// Removes every client-sent identity header, sets the verified ones
+    /// (a set replaces all copies), strips the credential, and writes the
+    /// same facts to filter state.
+    fn hand_off(&self, allowed: &Allowed, present: &dyn Fn(&str) -> bool) {
+        let fields = allowed.identity.fields();
+        for (header, key, value) in &fields {
+            self.set_http_request_header(header, Some(value));
+            mesh_host::set_state(key, value);
+        }
+        for name in identity_header::ALL {
+            if present(name) && !fields.iter().any(|(h, _, _)| *h == name) {
+                self.set_http_request_header(name, None);
+            }
+        }
+        for name in &allowed.strip_headers {
+            self.set_http_request_header(name, None);
+        }
+        if let Some(path) = &allowed.new_path {
+            self.set_http_request_header(":path", Some(path));
+        }
+        log_allowed(&allowed.identity);
+    }
+
+    fn record(&self, outcome: Outcome) {
+        self.shared.counters.count(outcome);
+        mesh_host::set_state(state::AUTH_RESULT, outcome.decision());
+        mesh_host::set_state(state::AUTH_REASON, outcome.reason());
+    }
+
+    fn reject_with_body_id(&mut self, outcome: Outcome, size: usize) {
+        let body = self
+            .get_http_request_body(0, size.min(self.shared.policy.max_body_bytes))
+            .unwrap_or_default();
+        let id = jsonrpc::parse(&body).and_then(|facts| facts.id);
+        self.reject(outcome, id.as_ref());
+    }
+
+    fn reject(&mut self, outcome: Outcome, id: Option<&serde_json::Value>) {
+        self.pending = None;
+        let code = if outcome.status() == 403 {
+            rpc_code::FORBIDDEN
+        } else {
+            rpc_code::UNAUTHENTICATED
+        };
+        let body = error_body(id, code, outcome.reason(), outcome.message());
+        let challenge = outcome.www_authenticate(&self.shared.policy.realm);
+        let headers: Vec<(&str, &str)> = challenge
+            .as_deref()
+            .map(|c| ("www-authenticate", c))
+            .into_iter()
+            .collect();
+        // The reason is a fixed word; the credential is never logged.
+        mesh_host::log(
+            LogLevel::Debug,
+            &format!("denied {}: {}", outcome.status(), outcome.reason()),
+        );
+        mesh_host::send_json(outcome.status(), &headers, &body);
+    }
+}
+
+fn log_allowed(identity: &Identity) {
+    mesh_host::log(
+        LogLevel::Debug,
+        &format!(
+            "allowed: org={} key_id={} plan={} role={}",
+            identity.org_id, identity.key_id, identity.plan, identity.role
+        ),
+    );
 }

@@ -1,10 +1,23 @@
-//! api-key-auth: resolves an API key to an organization and hands the verified
-//! identity to the next filters and the service.
+//! api-key-auth: resolves an API key or a signed JWT API token to an
+//! organization, key id, plan and role, hands that verified identity to the
+//! next filters and the service, and answers 401/403 otherwise.
 //!
-//! `config` and the decision modules are host-free and tested natively; the
-//! proxy-wasm glue in `filter` only exists in the wasm build.
+//! Everything that decides is host-free and tested natively:
+//! `config` (pluginConfig and its validation), `credential` (finding the
+//! credential in headers and query), `keystore` (SHA-256 key index),
+//! `jwt` (token verification), `routes` (skip paths, route rules),
+//! `outcome` (reasons, statuses, messages), `policy` (the decision).
+//! The proxy-wasm glue in `filter` only exists in the wasm build.
 
 pub mod config;
+pub mod credential;
+pub mod jws;
+pub mod jwt;
+pub mod keystore;
+pub mod outcome;
+pub mod policy;
+pub mod routes;
+pub mod timestamp;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -1,0 +1,533 @@
+//! Signed JWT API tokens: the second credential kind.
+//!
+//! The token is taken apart here (header, claims, issuer, key choice, time and
+//! audience checks, identity claims) so every failure has its own reason;
+//! `jws` checks the signature. The clock is a number passed in by the caller
+//! (the host's clock in the filter), never the system time.
+//!
+//! Algorithm confusion is impossible by construction: a key's algorithm comes
+//! from its JWKS `kty` (oct: HS256, RSA: RS256, EC P-256: ES256), and a
+//! token's `alg` must equal it. `alg: none` is always refused.
+
+use crate::config::{is_identity_value, ClaimMapping, JwtProvider};
+use crate::jws::{Alg, JwkSet, VerifyingKey};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use mesh_core::config_error::ConfigError;
+use mesh_core::identity::Identity;
+use serde_json::{Map, Value};
+
+/// Why a token was refused. Each maps to one `reason` label and 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtError {
+    /// Not three base64url segments of JSON objects, or an unsupported `crit`.
+    Malformed,
+    /// `alg: none`, an unknown algorithm, or one no key of the issuer uses.
+    AlgorithmNotAllowed,
+    /// `iss` missing or not a configured provider.
+    UnknownIssuer,
+    /// No key of the issuer has the token's `kid`.
+    UnknownKeyId,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    AudienceMismatch,
+    /// A required claim (`exp` when required, organization, plan, role) is absent.
+    MissingClaim,
+    /// A claim has the wrong type or characters that cannot be forwarded.
+    InvalidClaim,
+}
+
+struct ProviderKey {
+    kid: Option<String>,
+    key: VerifyingKey,
+}
+
+struct Provider {
+    name: String,
+    issuer: String,
+    audiences: Vec<String>,
+    keys: Vec<ProviderKey>,
+    claims: ClaimMapping,
+    default_plan: Option<String>,
+    default_role: Option<String>,
+    require_expiration: bool,
+}
+
+/// All configured providers, with their JWKS keys decoded once at load.
+#[derive(Default)]
+pub struct JwtVerifier {
+    providers: Vec<Provider>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("JwtVerifier")
+            .field(
+                "providers",
+                &self.providers.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(providers: &[JwtProvider]) -> Result<Self, ConfigError> {
+        let mut out = Vec::with_capacity(providers.len());
+        for (i, p) in providers.iter().enumerate() {
+            let field = format!("jwt_providers[{i}].local_jwks");
+            let set: JwkSet = serde_json::from_value(p.local_jwks.clone())
+                .map_err(|e| ConfigError::new(field.clone(), format!("not a JWKS: {e}")))?;
+            if set.keys.is_empty() {
+                return Err(ConfigError::new(field, "must contain at least one key"));
+            }
+            let keys = set
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(j, jwk)| {
+                    VerifyingKey::from_jwk(jwk)
+                        .map(|key| ProviderKey {
+                            kid: jwk.kid.clone(),
+                            key,
+                        })
+                        .map_err(|reason| ConfigError::new(format!("{field}.keys[{j}]"), reason))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(Provider {
+                name: p.name.clone(),
+                issuer: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                keys,
+                claims: p.claims.clone(),
+                default_plan: p.default_plan.clone(),
+                default_role: p.default_role.clone(),
+                require_expiration: p.require_expiration,
+            });
+        }
+        Ok(Self { providers: out })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    /// Verifies `token` at `now` (Unix seconds) with `skew` seconds of leeway
+    /// and returns the identity its claims carry.
+    pub fn verify(&self, token: &str, now: i64, skew: i64) -> Result<Identity, JwtError> {
+        let mut parts = token.split('.');
+        let (Some(head_b64), Some(body_b64), Some(sig_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        let header = decode_object(head_b64)?;
+        let alg = match header.get("alg").and_then(Value::as_str) {
+            None => return Err(JwtError::Malformed),
+            Some(a) if a.eq_ignore_ascii_case("none") => return Err(JwtError::AlgorithmNotAllowed),
+            Some(a) => Alg::from_name(a).ok_or(JwtError::AlgorithmNotAllowed)?,
+        };
+        // RFC 7515 §4.1.11: extensions we do not understand must be refused.
+        if header.contains_key("crit") {
+            return Err(JwtError::Malformed);
+        }
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(JwtError::Malformed),
+        };
+        let claims = decode_object(body_b64)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(sig_b64)
+            .map_err(|_| JwtError::Malformed)?;
+        if signature.is_empty() {
+            return Err(JwtError::BadSignature);
+        }
+        let issuer = claims.get("iss").and_then(Value::as_str);
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| Some(p.issuer.as_str()) == issuer)
+            .ok_or(JwtError::UnknownIssuer)?;
+
+        let for_alg: Vec<&ProviderKey> = provider
+            .keys
+            .iter()
+            .filter(|k| k.key.alg() == alg)
+            .collect();
+        if for_alg.is_empty() {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+        let candidates: Vec<&ProviderKey> = for_alg
+            .into_iter()
+            .filter(|k| match (kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(JwtError::UnknownKeyId);
+        }
+        let signed = token
+            .get(..head_b64.len() + 1 + body_b64.len())
+            .ok_or(JwtError::Malformed)?;
+        let verified = candidates
+            .iter()
+            .any(|k| k.key.verify(signed.as_bytes(), &signature));
+        if !verified {
+            return Err(JwtError::BadSignature);
+        }
+
+        check_time(&claims, provider.require_expiration, now, skew)?;
+        if !provider.audiences.is_empty() && !audience_matches(&claims, &provider.audiences)? {
+            return Err(JwtError::AudienceMismatch);
+        }
+        identity(provider, &claims)
+    }
+}
+
+fn decode_object(segment: &str) -> Result<Map<String, Value>, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+/// A NumericDate claim (RFC 7519 §2), whole seconds.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(JwtError::InvalidClaim),
+        Some(_) => Err(JwtError::InvalidClaim),
+    }
+}
+
+fn check_time(
+    claims: &Map<String, Value>,
+    require_exp: bool,
+    now: i64,
+    skew: i64,
+) -> Result<(), JwtError> {
+    match numeric_date(claims, "exp")? {
+        Some(exp) if now >= exp.saturating_add(skew) => return Err(JwtError::Expired),
+        None if require_exp => return Err(JwtError::MissingClaim),
+        _ => {}
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now.saturating_add(skew) < nbf {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    Ok(())
+}
+
+fn audience_matches(claims: &Map<String, Value>, wanted: &[String]) -> Result<bool, JwtError> {
+    match claims.get("aud") {
+        None => Ok(false),
+        Some(Value::String(a)) => Ok(wanted.iter().any(|w| w == a)),
+        Some(Value::Array(items)) => Ok(items
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| wanted.iter().any(|w| w == a))),
+        Some(_) => Err(JwtError::InvalidClaim),
+    }
+}
+
+/// The claim at a dotted path (`org.id`), as a forwardable identity value.
+fn claim(claims: &Map<String, Value>, path: &str) -> Result<Option<String>, JwtError> {
+    let mut segments = path.split('.');
+    let mut value = segments.next().and_then(|first| claims.get(first));
+    for segment in segments {
+        value = value.and_then(|v| v.get(segment));
+    }
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(JwtError::InvalidClaim),
+    };
+    if is_identity_value(&text) {
+        Ok(Some(text))
+    } else {
+        Err(JwtError::InvalidClaim)
+    }
+}
+
+fn identity(p: &Provider, claims: &Map<String, Value>) -> Result<Identity, JwtError> {
+    let org_id = claim(claims, &p.claims.org_id)?.ok_or(JwtError::MissingClaim)?;
+    let plan = claim(claims, &p.claims.plan)?
+        .or_else(|| p.default_plan.clone())
+        .ok_or(JwtError::MissingClaim)?;
+    let role = claim(claims, &p.claims.role)?
+        .or_else(|| p.default_role.clone())
+        .ok_or(JwtError::MissingClaim)?;
+    let user_id = claim(claims, &p.claims.user_id)?;
+    let key_id = claim(claims, &p.claims.key_id)?.unwrap_or_else(|| p.name.clone());
+    Ok(Identity {
+        org_id,
+        key_id,
+        plan,
+        role,
+        user_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    // P-256 test key pair (RFC 7515 appendix A.3).
+    const EC_D: &str = "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI";
+    const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn provider(jwks: Value) -> JwtProvider {
+        JwtProvider {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            audiences: vec!["mcp".into()],
+            local_jwks: jwks,
+            claims: ClaimMapping::default(),
+            default_plan: Some("free".into()),
+            default_role: None,
+            require_expiration: true,
+        }
+    }
+
+    fn hs_verifier() -> JwtVerifier {
+        let k = URL_SAFE_NO_PAD.encode(SECRET);
+        JwtVerifier::new(&[provider(
+            json!({"keys": [{"kty": "oct", "k": k, "kid": "h1"}]}),
+        )])
+        .unwrap()
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://idp.example", "aud": "mcp", "exp": 2000, "nbf": 1000,
+               "org_id": "acme", "role": "user", "sub": "u-7", "jti": "tok-1"})
+    }
+
+    fn hs(claims: &Value) -> String {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("h1".into());
+        encode(&h, claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn b64(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn hs256_token_gives_identity() {
+        let id = hs_verifier().verify(&hs(&claims()), 1500, 0).unwrap();
+        assert_eq!(id.org_id, "acme");
+        assert_eq!(
+            id.plan, "free",
+            "default_plan applies when the claim is absent"
+        );
+        assert_eq!(id.role, "user");
+        assert_eq!(id.user_id.as_deref(), Some("u-7"));
+        assert_eq!(id.key_id, "tok-1");
+    }
+
+    #[test]
+    fn time_checks_with_skew() {
+        let v = hs_verifier();
+        let t = hs(&claims());
+        assert_eq!(v.verify(&t, 2000, 0), Err(JwtError::Expired));
+        assert!(v.verify(&t, 2000, 30).is_ok());
+        assert_eq!(v.verify(&t, 999, 0), Err(JwtError::NotYetValid));
+        assert!(v.verify(&t, 999, 1).is_ok());
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::MissingClaim));
+        c["exp"] = json!("soon");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::InvalidClaim));
+    }
+
+    #[test]
+    fn audience_issuer_and_claims() {
+        let v = hs_verifier();
+        let mut c = claims();
+        c["aud"] = json!(["other", "mcp"]);
+        assert!(v.verify(&hs(&c), 1500, 0).is_ok());
+        c["aud"] = json!("other");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::AudienceMismatch));
+        let mut c = claims();
+        c["iss"] = json!("https://evil.example");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::UnknownIssuer));
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("org_id");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::MissingClaim));
+        let mut c = claims();
+        c["org_id"] = json!("acme\r\nx-mcp-role: owner");
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::InvalidClaim));
+        let mut c = claims();
+        c["org_id"] = json!({"nested": true});
+        assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::InvalidClaim));
+    }
+
+    #[test]
+    fn hostile_tokens() {
+        let v = hs_verifier();
+        let good = hs(&claims());
+        let (head, rest) = good.split_once('.').unwrap();
+        let (body, sig) = rest.split_once('.').unwrap();
+        // alg none, with and without a signature.
+        let none = b64(&json!({"alg": "none"}));
+        assert_eq!(
+            v.verify(&format!("{none}.{body}."), 1500, 0),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
+        let none_upper = b64(&json!({"alg": "NONE"}));
+        assert_eq!(
+            v.verify(&format!("{none_upper}.{body}.{sig}"), 1500, 0),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
+        // Wrong algorithm for the key (RS256 header against an oct key).
+        let rs = b64(&json!({"alg": "RS256", "kid": "h1"}));
+        assert_eq!(
+            v.verify(&format!("{rs}.{body}.{sig}"), 1500, 0),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
+        assert_eq!(
+            v.verify(
+                &format!("{}.{body}.{sig}", b64(&json!({"alg": "XX1"}))),
+                1500,
+                0
+            ),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
+        // Bad signature: last character changed, and a signature from another token.
+        let mut flipped = good.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(v.verify(&flipped, 1500, 0), Err(JwtError::BadSignature));
+        let mut other = claims();
+        other["org_id"] = json!("globex");
+        let forged = format!("{head}.{}.{sig}", b64(&other));
+        assert_eq!(v.verify(&forged, 1500, 0), Err(JwtError::BadSignature));
+        // Truncations at every length never panic and never verify.
+        for end in 0..good.len() {
+            assert!(v.verify(&good[..end], 1500, 0).is_err(), "{end}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b.c.d",
+            &format!("{head}.{body}"),
+            &format!("{head}.!!.{sig}"),
+        ] {
+            assert!(v.verify(bad, 1500, 0).is_err(), "{bad}");
+        }
+        // Unknown kid, crit header, non-object header.
+        let k2 = b64(&json!({"alg": "HS256", "kid": "nope"}));
+        assert_eq!(
+            v.verify(&format!("{k2}.{body}.{sig}"), 1500, 0),
+            Err(JwtError::UnknownKeyId)
+        );
+        let crit = b64(&json!({"alg": "HS256", "crit": ["exp"]}));
+        assert_eq!(
+            v.verify(&format!("{crit}.{body}.{sig}"), 1500, 0),
+            Err(JwtError::Malformed)
+        );
+        assert_eq!(
+            v.verify(&format!("{}.{body}.{sig}", b64(&json!([1]))), 1500, 0),
+            Err(JwtError::Malformed)
+        );
+        // Huge claims are just claims: refused by signature, no crash.
+        let mut huge = claims();
+        huge["pad"] = json!("x".repeat(100_000));
+        assert_eq!(
+            v.verify(&format!("{head}.{}.{sig}", b64(&huge)), 1500, 0),
+            Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn es256_with_jwks() {
+        let v = JwtVerifier::new(&[provider(json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": "e1", "alg": "ES256"}
+        ]}))])
+        .unwrap();
+        let private = EncodingKey::from_ec_der(&ec_pkcs8_der());
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("e1".into());
+        let token = encode(&h, &claims(), &private).unwrap();
+        assert_eq!(v.verify(&token, 1500, 0).unwrap().org_id, "acme");
+        // An HS256 token signed with the EC public key bytes as secret: refused.
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(EC_X.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            v.verify(&confused, 1500, 0),
+            Err(JwtError::AlgorithmNotAllowed)
+        );
+    }
+
+    /// PKCS#8 DER of the P-256 key above (the fixed prefix for a P-256 key
+    /// without the optional public key, then the 32-byte scalar).
+    fn ec_pkcs8_der() -> Vec<u8> {
+        let mut der = vec![
+            0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+            0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27,
+            0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20,
+        ];
+        der.extend(URL_SAFE_NO_PAD.decode(EC_D).unwrap());
+        der
+    }
+
+    #[test]
+    fn jwks_config_errors() {
+        let err = |jwks: Value| match JwtVerifier::new(&[provider(jwks.clone())]) {
+            Ok(_) => panic!("accepted {jwks}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err(json!({"keys": [{"kty": "oct", "k": "c2hvcnQ"}]})).contains("at least 32 bytes")
+        );
+        assert!(err(
+            json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(SECRET), "alg": "RS256"}]})
+        )
+        .contains("does not fit"));
+        assert!(err(
+            json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(SECRET), "use": "enc"}]})
+        )
+        .contains("`use` must be `sig`"));
+        assert!(
+            err(json!({"keys": [{"kty": "EC", "crv": "P-384", "x": EC_X, "y": EC_Y}]}))
+                .contains("P-256")
+        );
+        assert!(
+            err(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": EC_X}]}))
+                .contains("unsupported `kty`")
+        );
+        assert!(
+            err(json!({"keys": [{"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_X}]}))
+                .starts_with(
+                    "jwt_providers[0].local_jwks.keys[0]: the point is not on the P-256 curve"
+                )
+        );
+        assert_eq!(
+            err(json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]})),
+            "jwt_providers[0].local_jwks.keys[0]: RSA modulus must be 2048-8192 bits (has 17)"
+        );
+        assert!(err(json!({"nokeys": 1})).starts_with("jwt_providers[0].local_jwks: not a JWKS"));
+    }
+}
