@@ -417,3 +417,22 @@ def test_request_rejected_by_envoys_codec_is_logged_too(envoy_factory):
     assert line["status"] == 400
     assert line["debate_id"] is None
     assert "SECRET-0005" not in envoy.access_log_raw()
+
+
+def test_every_access_log_field_is_documented():
+    """local/envoy.yaml's json_format is the one source of field names;
+    docs/access-log.md must describe each, with the same operator or key."""
+    from harness.envoy import REPO, load_template
+
+    json_format = hcm(load_template())["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    doc = (REPO / "docs" / "access-log.md").read_text()
+    fields_section = doc.split("\n## Fields\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for row in fields_section.splitlines():
+        cells = [c.strip().strip("`") for c in row.strip().strip("|").split("|")]
+        if row.startswith("| `") and len(cells) >= 3:
+            rows[cells[0]] = cells[1]
+    assert set(json_format) == set(rows), set(json_format) ^ set(rows)
+    for field, operator in json_format.items():
+        key = re.fullmatch(r"%FILTER_STATE\(wasm\.(\w+):PLAIN\)%", operator)
+        assert rows[field] == (key.group(1) if key else operator), field
