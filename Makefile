@@ -92,8 +92,10 @@ check-config-bin:
 
 # make check-config FILE=path [FILTER=name]: prints file, resource and field
 # of every mistake; FILTER names the filter of a lone pluginConfig file.
-check-config: check-config-bin
-	$(CHECK_CONFIG) $(if $(FILTER),--filter $(FILTER)) $(FILE)
+# Manifests are also validated against the Istio CRD schemas (manifests.py).
+check-config: check-config-bin venv
+	@rc=0; $(CHECK_CONFIG) $(if $(FILTER),--filter $(FILTER)) $(FILE) || rc=1; \
+	$(if $(FILTER),,$(PY) tools/check-config/manifests.py $(FILE) || rc=1;) exit $$rc
 
 # schemas/<filter>.json from the config types (cargo test fails when stale).
 schemas: check-config-bin

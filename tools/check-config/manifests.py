@@ -118,11 +118,24 @@ def validate(resource: dict) -> list[tuple[str, str]]:
         return [("apiVersion", f"no CRD schema for {key[0]} {key[1]} (known: {known})")]
     errors = []
     validator = jsonschema.Draft7Validator(schema)
-    for e in sorted(validator.iter_errors(resource), key=lambda e: list(e.absolute_path)):
-        path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e.absolute_path).replace(".[", "[")
+    for e in sorted(validator.iter_errors(resource), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = dotted(e.absolute_path)
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            known = set(e.schema.get("properties", {}))
+            for extra in sorted(set(e.instance) - known):
+                errors.append((dotted([*e.absolute_path, extra]), "unknown field (not in the CRD schema)"))
+            continue
         errors.append((path or "<root>", e.message))
     errors += metadata_errors(resource.get("metadata") or {})
     return errors
+
+
+def dotted(path) -> str:
+    """["spec", "match", 0, "mode"] -> spec.match[0].mode"""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
 def metadata_errors(meta: dict) -> list[tuple[str, str]]:

@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--digests", default=str(ROOT / "dist" / "oci" / "digests.json"))
     parser.add_argument("--registry", help="image repository prefix, e.g. ghcr.io/acme/mcp-mesh-filters")
     parser.add_argument("--check", action="store_true", help="only report differences")
+    parser.add_argument("--manifests", default=str(MANIFESTS), help="folder of YAML files to pin")
     args = parser.parse_args()
     try:
         pinned = json.loads(Path(args.digests).read_text())
@@ -62,11 +63,12 @@ def main() -> int:
         print(f"{args.digests}: missing: run `make oci` first", file=sys.stderr)
         return 1
     stale = []
-    for path in sorted(MANIFESTS.rglob("*.yaml")):
+    root = Path(args.manifests)
+    for path in sorted(root.rglob("*.yaml")):
         text = path.read_text()
         new = pin_text(text, pinned["digests"], pinned["version"], args.registry)
         if new != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append(path)
             if not args.check:
                 path.write_text(new)
     for path in stale:

@@ -1,0 +1,305 @@
+"""The Istio manifests in wasm-plugins-yaml/: every resource, after the
+kustomize overlays, validates against Istio's CRD schemas; they attach the
+right filters to the six services in the right order; the mesh config mirrors
+local/envoy.yaml; and a real Envoy configured like Istio's sidecar (stats
+config, the rendered pluginConfigs) behaves as the manifests promise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.envoy import load_template
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools" / "check-config"))
+
+import manifests  # noqa: E402
+
+YAML_DIR = REPO / "wasm-plugins-yaml"
+OVERLAYS = ["wasm-plugins-yaml/base", "wasm-plugins-yaml/overlays/production", "wasm-plugins-yaml/overlays/staging"]
+SERVICES = ["mcp-gateway", "mcp-debate", "mcp-llm", "mcp-organization", "mcp-context", "mcp-rag"]
+CHAIN = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+PHASES = ["AUTHN", "AUTHZ", "STATS"]
+AI_HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    manifests.binary()
+    return {o: [e["resource"] for e in manifests.render(o)] for o in OVERLAYS}
+
+
+def of_kind(resources: list[dict], kind: str) -> list[dict]:
+    return [r for r in resources if r["kind"] == kind]
+
+
+def envoy_access_log() -> dict:
+    hcm = load_template()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["access_log"][0]
+
+
+def operator() -> dict:
+    return yaml.safe_load((YAML_DIR / "mesh" / "istio-operator.yaml").read_text())
+
+
+# ---- CRD schemas ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_resource_validates_against_its_istio_crd_schema(rendered, overlay):
+    kinds = {r["kind"] for r in rendered[overlay]}
+    assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule"}
+    problems = manifests.check_paths([overlay])
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_crd_check_names_file_resource_and_field_of_each_mistake():
+    problems = manifests.check_paths(["tests/fixtures/manifests/bad-crd-fields.yaml"])
+    prefix = "tests/fixtures/manifests/bad-crd-fields.yaml: WasmPlugin production/token-usage-metrics-llm: "
+    assert sorted(problems) == sorted([
+        prefix + "spec.failStrategy: 'FAIL_SOMETIMES' is not one of ['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']",
+        prefix + "spec.imagePulPolicy: unknown field (not in the CRD schema)",
+        prefix + "spec.priority: 'high' is not of type 'integer'",
+    ])
+
+
+def test_metadata_is_checked_like_the_api_server_does():
+    bad = {"name": "Org_Rate", "namespace": "prod.x", "labels": {"app": "a b"}}
+    fields = [f for f, _ in manifests.metadata_errors(bad)]
+    assert fields == ["metadata.name", "metadata.namespace", "metadata.labels.app"]
+
+
+# ---- what runs where -------------------------------------------------------------
+
+
+def attachments(resources: list[dict]) -> dict[str, list[dict]]:
+    """service (app label) -> its WasmPlugins in Istio's order: phase, then
+    higher priority first."""
+    by_service = defaultdict(list)
+    for p in of_kind(resources, "WasmPlugin"):
+        by_service[p["spec"]["selector"]["matchLabels"]["app"]].append(p)
+    for plugins in by_service.values():
+        plugins.sort(key=lambda p: (PHASES.index(p["spec"]["phase"]), -p["spec"].get("priority", 0)))
+    return by_service
+
+
+def modes(plugin: dict) -> set[str]:
+    return {m["mode"] for m in plugin["spec"].get("match", [{"mode": "CLIENT_AND_SERVER"}])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_gets_its_filters_in_chain_order(rendered, overlay):
+    by_service = attachments(rendered[overlay])
+    assert sorted(by_service) == sorted(SERVICES)
+    names = {svc: [p["spec"]["pluginName"] for p in plugins] for svc, plugins in by_service.items()}
+    assert names["mcp-gateway"] == ["api-key-auth", "org-rate-limit", "debate-access-log"]
+    assert names["mcp-llm"] == ["org-rate-limit", "debate-access-log", "token-usage-metrics"]
+    for svc in ["mcp-debate", "mcp-organization", "mcp-context", "mcp-rag"]:
+        assert names[svc] == ["debate-access-log"], svc
+    for svc, plugins in by_service.items():
+        ranks = [CHAIN.index(p["spec"]["pluginName"]) for p in plugins]
+        assert ranks == sorted(ranks), svc
+        for p in plugins:
+            assert p["spec"]["phase"] == PHASES[min(CHAIN.index(p["spec"]["pluginName"]), 2)], p["metadata"]["name"]
+    # Token usage reads mcp-llm's calls out to the providers, nothing else.
+    token = by_service["mcp-llm"][-1]
+    assert token["spec"]["match"] == [{"mode": "CLIENT", "ports": [{"number": 80}]}]
+    assert all(modes(p) == {"SERVER"} for svc in by_service.values() for p in svc if p is not token)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_plugin_is_pinned_pulled_and_fails_as_chosen(rendered, overlay):
+    for p in of_kind(rendered[overlay], "WasmPlugin"):
+        spec, name = p["spec"], p["spec"]["pluginName"]
+        repo, _, digest = spec["url"].partition("@sha256:")
+        assert repo.startswith("oci://") and repo.rsplit("/", 1)[1].split(":")[0] == name, spec["url"]
+        assert digest == spec["sha256"] and len(digest) == 64, spec["url"]
+        assert spec["imagePullPolicy"] == "IfNotPresent"
+        # Security filters never fail open; observability never fails closed.
+        expected = "FAIL_RELOAD" if name in ("api-key-auth", "org-rate-limit") else "FAIL_OPEN"
+        assert spec["failStrategy"] == expected, p["metadata"]["name"]
+
+
+# ---- overlays ----------------------------------------------------------------------
+
+
+def per_second(limit: dict) -> float:
+    for key, seconds in [("requests_per_second", 1), ("requests_per_minute", 60), ("requests_per_hour", 3600)]:
+        if key in limit:
+            return limit[key] / seconds
+    raise KeyError(limit)
+
+
+def plugin(resources: list[dict], name: str) -> dict:
+    return next(p for p in of_kind(resources, "WasmPlugin") if p["metadata"]["name"] == name)
+
+
+def test_production_is_stricter_and_sampled(rendered):
+    base, prod = rendered["wasm-plugins-yaml/base"], rendered["wasm-plugins-yaml/overlays/production"]
+    for name in ["org-rate-limit-llm", "org-rate-limit-gateway"]:
+        b, p = plugin(base, name)["spec"]["pluginConfig"], plugin(prod, name)["spec"]["pluginConfig"]
+        assert p["mode"] == "enforce"
+        for plan, limit in b["plans"].items():
+            assert per_second(p["plans"][plan]) <= per_second(limit), (name, plan)
+            assert p["plans"][plan].get("burst", 0) <= limit.get("burst", 0), (name, plan)
+    llm_b = plugin(base, "org-rate-limit-llm")["spec"]["pluginConfig"]["plans"]
+    llm_p = plugin(prod, "org-rate-limit-llm")["spec"]["pluginConfig"]["plans"]
+    assert all(per_second(llm_p[k]) < per_second(llm_b[k]) for k in llm_b)
+    # LLM limits are tighter than the gateway's for every plan.
+    gw_p = plugin(prod, "org-rate-limit-gateway")["spec"]["pluginConfig"]["plans"]
+    assert all(per_second(llm_p[k]) < per_second(gw_p[k]) for k in llm_p)
+    for p in of_kind(prod, "WasmPlugin"):
+        if p["spec"]["pluginName"] == "debate-access-log":
+            assert p["spec"]["pluginConfig"]["sampling"]["success_rate"] < 1.0
+    assert {r["metadata"]["namespace"] for r in prod} == {"production"}
+    assert {r["metadata"]["labels"]["environment"] for r in prod} == {"production"}
+
+
+def test_staging_is_its_own_namespace_keys_and_shadow_limits(rendered):
+    prod, stg = rendered["wasm-plugins-yaml/overlays/production"], rendered["wasm-plugins-yaml/overlays/staging"]
+    assert {r["metadata"]["namespace"] for r in stg} == {"staging"}
+    hashes = lambda rs: {k["sha256"] for k in plugin(rs, "api-key-auth")["spec"]["pluginConfig"]["keys"]}  # noqa: E731
+    assert hashes(stg) and hashes(prod) and not hashes(stg) & hashes(prod)
+    for p in of_kind(stg, "WasmPlugin"):
+        if p["spec"]["pluginName"] == "org-rate-limit":
+            assert p["spec"]["pluginConfig"]["mode"] == "shadow"
+
+
+def test_debate_id_sources_are_tailored_per_service(rendered):
+    sources = {
+        p["spec"]["selector"]["matchLabels"]["app"]: json.dumps(p["spec"]["pluginConfig"]["debate_id_sources"])
+        for p in of_kind(rendered["wasm-plugins-yaml/overlays/production"], "WasmPlugin")
+        if p["spec"]["pluginName"] == "debate-access-log"
+    }
+    assert len(sources) == 6 and len(set(sources.values())) == 6
+
+
+# ---- mesh config mirrors local/envoy.yaml ------------------------------------------
+
+
+def test_access_log_provider_and_telemetry_mirror_local_envoy_yaml(rendered):
+    envoy_log = envoy_access_log()
+    providers = {p["name"]: p for p in operator()["spec"]["meshConfig"]["extensionProviders"]}
+    provider = providers["mcp-json-access-log"]["envoyFileAccessLog"]
+    assert provider["logFormat"]["labels"] == envoy_log["typed_config"]["log_format"]["json_format"]
+    expression = envoy_log["filter"]["extension_filter"]["typed_config"]["expression"]
+    for overlay in OVERLAYS:
+        [telemetry] = of_kind(rendered[overlay], "Telemetry")
+        [logging] = telemetry["spec"]["accessLogging"]
+        assert [p["name"] for p in logging["providers"]] == ["mcp-json-access-log"]
+        assert logging["filter"]["expression"] == expression
+        assert "selector" not in telemetry["spec"]  # every workload of the namespace
+
+
+def istio_tag_regex(tag: str) -> str:
+    # tools/packaging/common/envoy_bootstrap.json of istio/istio, per extraStatTag.
+    return f"({tag}=\\.=(.*?);\\.;)"
+
+
+def test_extra_stat_tags_give_the_same_tags_as_local_envoy_yaml():
+    local = load_template()["stats_config"]["stats_tags"]
+    default = operator()["spec"]["meshConfig"]["defaultConfig"]
+    assert default["extraStatTags"] == [t["tag_name"] for t in local]
+    for t in local:
+        assert t["regex"] == istio_tag_regex(t["tag_name"]), t
+
+
+# ---- AI providers: plaintext at the sidecar, TLS on the wire --------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ai_providers_get_tls_originated_by_the_sidecar(rendered, overlay):
+    entries = {r["spec"]["hosts"][0]: r for r in of_kind(rendered[overlay], "ServiceEntry")}
+    rules = {r["spec"]["host"]: r for r in of_kind(rendered[overlay], "DestinationRule")}
+    assert sorted(entries) == sorted(AI_HOSTS) == sorted(rules)
+    token = plugin(rendered[overlay], "token-usage-metrics-llm")
+    token_ports = {p["number"] for m in token["spec"]["match"] for p in m["ports"]}
+    for host in AI_HOSTS:
+        se = entries[host]["spec"]
+        assert se["location"] == "MESH_EXTERNAL" and se["resolution"] == "DNS"
+        # Only the plaintext port: a direct https:// call is not routed here.
+        assert [(p["number"], p["protocol"], p["targetPort"]) for p in se["ports"]] == [(80, "HTTP", 443)]
+        assert {p["number"] for p in se["ports"]} == token_ports
+        [setting] = rules[host]["spec"]["trafficPolicy"]["portLevelSettings"]
+        assert setting["port"]["number"] == 80
+        assert setting["tls"]["mode"] == "SIMPLE"
+        assert setting["tls"]["sni"] == host and setting["tls"]["subjectAltNames"] == [host]
+        assert entries[host]["spec"]["exportTo"] == ["."] == rules[host]["spec"]["exportTo"]
+
+
+# ---- real Envoy -----------------------------------------------------------------------
+
+
+def istio_stats_config(inclusion_regexps: list[str]) -> dict:
+    """The stats_config Istio's bootstrap template builds from ProxyConfig
+    extraStatTags and proxyStatsMatcher (its own fixed tags left out)."""
+    tags = operator()["spec"]["meshConfig"]["defaultConfig"]["extraStatTags"]
+    patterns = [{"prefix": "reporter="}]
+    patterns += [{"safe_regex": {"regex": r}} for r in inclusion_regexps]
+    patterns += [{"prefix": "component"}, {"prefix": "istio"}]
+    return {
+        "use_all_default_tags": False,
+        "stats_tags": [{"tag_name": t, "regex": istio_tag_regex(t)} for t in tags],
+        "stats_matcher": {"inclusion_list": {"patterns": patterns}},
+    }
+
+
+def mcp_series(envoy) -> set[tuple[str, tuple]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = set()
+    for family in text_string_to_metric_families(envoy.prometheus()):
+        for s in family.samples:
+            if s.name.startswith("mcp_"):
+                out.add((s.name, tuple(sorted(s.labels.items()))))
+    return out
+
+
+def test_istio_proxy_stats_config_exposes_the_labeled_metrics(envoy_factory):
+    """Three real Envoys, same traffic: local/envoy.yaml's stats config, the
+    one Istio builds from our mesh config, and Istio's without our matcher."""
+    default = operator()["spec"]["meshConfig"]["defaultConfig"]
+    regexps = default["proxyStatsMatcher"]["inclusionRegexps"]
+
+    def with_stats(stats):
+        def mutate(b):
+            b["stats_config"] = stats
+        return mutate
+
+    envoys = {
+        "local": envoy_factory(),
+        "istio": envoy_factory(mutate=with_stats(istio_stats_config(regexps))),
+        "istio-default": envoy_factory(mutate=with_stats(istio_stats_config([]))),
+    }
+    # The whole chain, with traffic that makes every filter count something:
+    # no key, a wrong key, an MCP call, an LLM call.
+    for envoy in envoys.values():
+        envoy.request("GET", "/debates")
+        envoy.request("GET", "/debates", {"x-api-key": "not-a-key"})
+        envoy.mcp_call("tools/call", {"name": "get_debate", "arguments": {"debate_id": "d-1"}})
+        envoy.request("POST", "/v1/chat/completions", body={"model": "gpt-4.1-mini", "messages": []})
+    local, istio = mcp_series(envoys["local"]), mcp_series(envoys["istio"])
+    assert local, "the filters exposed no mcp_* metric with local/envoy.yaml"
+    assert any(labels for _, labels in local), local
+    assert istio == local
+    # Istio's default matcher hides them: the proxyStatsMatcher is needed.
+    assert mcp_series(envoys["istio-default"]) == set()
+
+
+def test_rendered_plugin_configs_load_in_a_real_envoy(rendered, envoy_factory):
+    """Each service's production chain, with the pluginConfigs exactly as Istio
+    hands them over (the Struct as JSON), starts in a real Envoy 1.40."""
+    by_service = attachments(rendered["wasm-plugins-yaml/overlays/production"])
+    for service, plugins in sorted(by_service.items()):
+        configs = {p["spec"]["pluginName"]: json.dumps(p["spec"]["pluginConfig"]) for p in plugins}
+        envoy = envoy_factory(filters=[f for f in CHAIN if f in configs], configs=configs)
+        assert "invalid pluginConfig" not in envoy.log(), (service, envoy.log()[-2000:])
+        status = envoy.request("GET", "/health").status
+        assert status < 500, (service, status)
+        envoy.stop()
