@@ -389,6 +389,19 @@ def test_hosts_config_names_openai_compatible_providers(envoy_factory, fake_prov
     assert wait_for(lambda: requests_total(envoy, gen_ai_provider_name="vllm", outcome="ok")) == 1
 
 
+def test_routes_config_counts_an_internal_service_with_openai_style_usage(envoy_factory, upstream):
+    body = (FIXTURES / "openai_chat.json").read_bytes()
+    upstream.responder = lambda req: Reply(body=body)
+    config = dict(CONFIG, routes=[{"path_prefix": "/internal/generate", "api": "openai_chat", "provider": "mcp-llm"}])
+    envoy = start(envoy_factory, config)
+    status, _, received, _ = stream_request(envoy, "/internal/generate", {"model": "house-model", "prompt": "x"},
+                                            {"x-mcp-org-id": "acme"})
+    assert (status, received) == (200, body)
+    labels = {"gen_ai_provider_name": "mcp-llm", "gen_ai_request_model": "house-model", "org_id": "acme"}
+    assert wait_for(lambda: tokens(envoy, gen_ai_token_type="input", **labels)) == 1117
+    assert tokens(envoy, gen_ai_token_type="cached_input", **labels) == 1024
+
+
 def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream):
     failure = expect_start_failure(
         tmp_path, upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
