@@ -1,9 +1,16 @@
-//! org-rate-limit: per-organization token buckets in Envoy shared data, exact across worker threads.
+//! org-rate-limit: per-organization token buckets in Envoy shared data, exact
+//! across worker threads.
 //!
-//! `config` and the decision modules are host-free and tested natively; the
+//! `config`, `rules` (which bucket, which limit, what cost), `store` (the
+//! compare-and-swap charge against shared data, behind a trait) and `decide`
+//! (decision, 429 answer, headers) are host-free and tested natively; the
 //! proxy-wasm glue in `filter` only exists in the wasm build.
 
 pub mod config;
+pub mod decide;
+pub mod global;
+pub mod rules;
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
