@@ -24,8 +24,7 @@ class Options:
     memory_requests: int = 1_000_000
     memory_orgs: int = 100_000
     accuracy_limit: int = 1000
-    accuracy_runs: int = 3
-    accuracy_connections: int = 64
+    accuracy_runs: int = 2
     # Wall-clock budget of the whole bench; the memory run, last, gets what is left.
     budget_s: float = 560.0
 
