@@ -49,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per configuration per round (default 2)")
     p.add_argument("--memory-requests", type=int, help="requests in the memory run (default 1,000,000)")
     p.add_argument("--memory-orgs", type=int, help="organizations (= API keys) in the memory run (default 100,000)")
+    p.add_argument("--budget", type=float,
+                   help="seconds the whole run may take (default 560, so `make bench` stays under 10 minutes); "
+                        "the memory run, last, gets what is left")
     p.add_argument("--out", type=Path, help="where to write the results (default bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs, access logs)")
     args = p.parse_args(argv)
@@ -68,6 +71,7 @@ def options(args: argparse.Namespace) -> Options:
     o.duration_s = args.duration or o.duration_s
     o.memory_requests = args.memory_requests or o.memory_requests
     o.memory_orgs = args.memory_orgs or o.memory_orgs
+    o.budget_s = args.budget or o.budget_s
     return o
 
 
