@@ -272,6 +272,7 @@ def test_oversized_event_is_skipped_and_later_usage_still_counts(envoy_factory, 
     assert (status, received) == (200, big + last)
     assert wait_for(lambda: tokens(envoy, gen_ai_token_type="output")) == 22
     assert tokens(envoy, gen_ai_token_type="input", gen_ai_request_model="gemini-2.0-flash") == 11
+    assert envoy.metric("mcp_llm_sse_events_skipped_total", gen_ai_provider_name="gcp.gemini") == 1
 
 
 def _cut_after(chunks):

@@ -771,6 +771,15 @@ impl UsageReader {
     pub fn state(&self) -> &UsageState {
         &self.state
     }
+
+    /// SSE events skipped for being over `max_event_bytes` (any usage they
+    /// carried is lost: worth a metric so the cap can be raised).
+    pub fn skipped_events(&self) -> u64 {
+        match &self.mode {
+            Mode::Sse(framer) => framer.oversized_events(),
+            _ => 0,
+        }
+    }
 }
 
 fn is_event_stream(content_type: &str) -> bool {

@@ -145,6 +145,7 @@ impl Request {
             response_model: state.and_then(|s| s.response_model()),
             usage: state.and_then(|s| s.usage()),
             outcome: Some(outcome),
+            skipped_events: call.reader.as_ref().map_or(0, UsageReader::skipped_events),
         };
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
             let updates = metrics.labels.updates(&facts);

@@ -11,6 +11,7 @@
 //! | `mcp_llm_requests_total` | counter | org_id, gen_ai_provider_name, gen_ai_request_model, outcome, service |
 //! | `mcp_llm_request_tokens` | histogram | gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type (input, output), service |
 //! | `mcp_llm_usage_missing_total` | counter | gen_ai_provider_name, reason, service |
+//! | `mcp_llm_sse_events_skipped_total` | counter | gen_ai_provider_name, service |
 //!
 //! Token types: `input` (all input, cached included), `output` (reasoning
 //! included), `cached_input`, `cache_creation_input`, `reasoning`; the last
@@ -24,6 +25,8 @@ pub const TOKENS_TOTAL: &str = "mcp_llm_tokens_total";
 pub const REQUESTS_TOTAL: &str = "mcp_llm_requests_total";
 pub const REQUEST_TOKENS: &str = "mcp_llm_request_tokens";
 pub const USAGE_MISSING_TOTAL: &str = "mcp_llm_usage_missing_total";
+/// SSE events over `max_sse_event_bytes`, skipped (their usage, if any, lost).
+pub const SSE_EVENTS_SKIPPED_TOTAL: &str = "mcp_llm_sse_events_skipped_total";
 
 /// The facts of one finished call.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +37,7 @@ pub struct Call<'a> {
     pub response_model: Option<&'a str>,
     pub usage: Option<Usage>,
     pub outcome: Option<Outcome>,
+    pub skipped_events: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,15 @@ impl Labels {
                     ],
                 ),
                 1,
+            ));
+        }
+        if call.skipped_events > 0 {
+            out.push(Update::Counter(
+                labeled(
+                    SSE_EVENTS_SKIPPED_TOTAL,
+                    &[("gen_ai_provider_name", provider), ("service", service)],
+                ),
+                call.skipped_events,
             ));
         }
         let Some(usage) = call.usage else {
@@ -200,6 +213,7 @@ mod tests {
             response_model: Some("gpt-4o-2024-08-06"),
             usage: Some(usage()),
             outcome: Some(Outcome::Ok),
+            skipped_events: 0,
         };
         let updates = labels.updates(&call);
         let base =
@@ -245,6 +259,23 @@ mod tests {
     }
 
     #[test]
+    fn skipped_sse_events_are_counted() {
+        let mut labels = Labels::new("svc", 10, 10);
+        let call = Call {
+            provider: "gcp.gemini",
+            outcome: Some(Outcome::Ok),
+            usage: Some(usage()),
+            skipped_events: 2,
+            ..Call::default()
+        };
+        assert!(counters(&labels.updates(&call)).contains(&(
+            "gen_ai_provider_name=.=gcp.gemini;.;service=.=svc;.;mcp_llm_sse_events_skipped_total"
+                .into(),
+            2
+        )));
+    }
+
+    #[test]
     fn caps_send_new_orgs_and_models_to_other_and_values_are_sanitized() {
         let mut labels = Labels::new("svc", 1, 1);
         let call = |org, model| Call {
@@ -254,6 +285,7 @@ mod tests {
             response_model: Some(model),
             usage: Some(usage()),
             outcome: Some(Outcome::Ok),
+            skipped_events: 0,
         };
         labels.updates(&call("acme", "m1"));
         let names = counters(&labels.updates(&call("evil;.;org_id=.=x", "m2")));
