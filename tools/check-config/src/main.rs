@@ -36,9 +36,10 @@ const USAGE: &str = "usage:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("render") => render(&args[1..]),
-        Some("schemas") => schemas(&args[1..]),
+        Some("render") => render(rest),
+        Some("schemas") => schemas(rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}\n\nfilters: {}", filters::names());
             return ExitCode::SUCCESS;
