@@ -361,6 +361,7 @@ def test_other_traffic_is_not_counted(envoy_factory, upstream, llm_upstream):
     envoy = start(envoy_factory)
     assert envoy.mcp_call("tools/list").status == 200
     assert envoy.request("GET", "/v1/models").status == 200
+    assert envoy.request("GET", "/v1/chat/completions?limit=5").status == 200
     assert envoy.request("POST", "/v1/threads/t1/messages", body={"role": "user"}).status == 200
     assert upstream.last().header("accept-encoding") is None
     assert envoy.samples("mcp_llm_requests_total") == []

@@ -167,6 +167,10 @@ impl HttpContext for Request {
         let Some(matched) = route::match_path(&self.config, &path) else {
             return Action::Continue;
         };
+        // Generations are POSTs; `GET /v1/chat/completions` lists stored ones.
+        if self.header(":method").as_deref() != Some("POST") {
+            return Action::Continue;
+        }
         let authority = self.header(":authority");
         let provider = route::provider(&self.config, &matched, authority.as_deref());
         if self.config.force_identity_encoding {
