@@ -5,6 +5,7 @@ receives are never changed, whatever the upstream sends."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -239,7 +240,6 @@ def test_compressed_responses_without_identity_are_passed_through_and_counted_mi
                                                   {"accept-encoding": "gzip"})
     assert status == 200 and dict(headers).get("content-encoding") == "gzip"
     direct = fake_llm.respond("POST", "/v1/chat/completions", {"accept-encoding": "gzip"}, json.dumps(request).encode())
-    import gzip
     assert gzip.decompress(received) == gzip.decompress(direct.body)
     assert fake_provider.received[-1][2].get("accept-encoding") == "gzip"
     assert wait_for(lambda: envoy.metric("mcp_llm_usage_missing_total", reason="compressed")) == 1
