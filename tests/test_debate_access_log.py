@@ -436,3 +436,83 @@ def test_every_access_log_field_is_documented():
     for field, operator in json_format.items():
         key = re.fullmatch(r"%FILTER_STATE\(wasm\.(\w+):PLAIN\)%", operator)
         assert rows[field] == (key.group(1) if key else operator), field
+
+
+# --- with the real api-key-auth (and org-rate-limit) in front -----------------
+
+import hashlib  # noqa: E402
+
+API_KEY = "sk-acme-access-log-test-0006"
+AUTH_CONFIG = {
+    "keys": [{
+        "id": "acme-k1",
+        "sha256": hashlib.sha256(API_KEY.encode()).hexdigest(),
+        "org_id": "acme",
+        "plan": "free",
+        "role": "moderator",
+        "user_id": "u-17",
+    }],
+}
+
+
+def auth_envoy(envoy_factory, log_config=None):
+    configs = {"api-key-auth": AUTH_CONFIG}
+    if log_config is not None:
+        configs["debate-access-log"] = log_config
+    return envoy_factory(filters=["api-key-auth", "debate-access-log"], configs=configs)
+
+
+def test_401_from_api_key_auth_is_logged_with_its_reason(envoy_factory, upstream):
+    envoy = auth_envoy(envoy_factory, {"sampling": {"success_rate": 0}})
+    wrong_key = "sk-acme-WRONG-SECRET-0007"
+    r = envoy.request("GET", "/debates/d-401/sse?api_key=SECRET-0008",
+                      {"x-api-key": wrong_key, "mcp-session-id": "sess-401", "traceparent": TRACEPARENT})
+    assert r.status == 401, r.body
+    r = envoy.request("GET", "/sse", {"x-debate-id": "d-anon"})
+    assert r.status == 401
+    lines = envoy.access_log(expect=2)
+    assert len(raw_lines(envoy)) == 2
+    unknown, missing = lines
+    assert unknown["status"] == 401 and missing["status"] == 401
+    assert unknown["auth_result"] == "denied"
+    assert unknown["auth_reason"] == "unknown_key"
+    assert missing["auth_reason"] == "missing_credential"
+    assert unknown["org_id"] is None and unknown["key_id"] is None
+    # What debate-access-log could still tell, though auth answered first.
+    assert unknown["debate_id"] == "d-401"
+    assert missing["debate_id"] == "d-anon"
+    assert unknown["mcp_session_id"] == "sess-401"
+    assert unknown["trace_id"] == TRACE_ID
+    assert unknown["path"] == "/debates/d-401/sse"
+    assert unknown["sample_rate"] == "1"  # denials always logged, whatever the rate
+    assert upstream.received == []
+    text = envoy.access_log_raw()
+    for secret in (wrong_key, "SECRET-0008"):
+        assert secret not in text
+
+
+@pytest.mark.xfail(reason="api-key-auth at 591ea3e never answers a denied JSON-RPC POST "
+                          "(its own test_jsonrpc_denials_carry_the_request_id fails too)", strict=False)
+def test_401_to_a_jsonrpc_call_is_logged(envoy_factory, upstream):
+    envoy = auth_envoy(envoy_factory, {"sampling": {"success_rate": 0}})
+    r = envoy.mcp_call("tools/call", CALL_PARAMS, id=21, path="/debates/d-401/mcp",
+                       headers={"x-api-key": "sk-wrong-0009", "mcp-session-id": "sess-rpc"})
+    assert r.status == 401, r.body
+    assert r.json()["id"] == 21
+    line = only_line(envoy)
+    assert (line["status"], line["auth_reason"]) == (401, "unknown_key")
+    assert line["debate_id"] == "d-401"
+    assert line["mcp_session_id"] == "sess-rpc"
+    assert line["sample_rate"] == "1"
+
+
+def test_authenticated_call_carries_the_identity(envoy_factory, upstream):
+    envoy = auth_envoy(envoy_factory)
+    r = envoy.mcp_call("tools/call", CALL_PARAMS, id=23, headers={"x-api-key": API_KEY})
+    assert r.status == 200, r.body
+    line = only_line(envoy)
+    assert (line["org_id"], line["key_id"], line["plan"], line["role"], line["user_id"]) == \
+        ("acme", "acme-k1", "free", "moderator", "u-17")
+    assert (line["auth_result"], line["auth_reason"]) == ("allowed", "api_key")
+    assert (line["mcp_tool"], line["debate_id"], line["jsonrpc_id"]) == ("submit_argument", "d-42", "23")
+    assert API_KEY not in envoy.access_log_raw()
