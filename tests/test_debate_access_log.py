@@ -516,3 +516,40 @@ def test_authenticated_call_carries_the_identity(envoy_factory, upstream):
     assert (line["auth_result"], line["auth_reason"]) == ("allowed", "api_key")
     assert (line["mcp_tool"], line["debate_id"], line["jsonrpc_id"]) == ("submit_argument", "d-42", "23")
     assert API_KEY not in envoy.access_log_raw()
+
+
+def test_429_from_org_rate_limit_is_logged_with_identity_and_budget(envoy_factory, upstream):
+    envoy = envoy_factory(
+        filters=["api-key-auth", "org-rate-limit", "debate-access-log"],
+        configs={
+            "api-key-auth": AUTH_CONFIG,
+            "org-rate-limit": {"default_plan": "free", "plans": {"free": {"requests_per_minute": 1}}},
+            "debate-access-log": {"sampling": {"success_rate": 0}},
+        },
+    )
+    headers = {"x-api-key": API_KEY, "traceparent": TRACEPARENT, "mcp-session-id": "sess-429"}
+    first = envoy.request("GET", "/debates/d-429/state", headers)
+    assert first.status == 200, first.body
+    limited = envoy.request("GET", "/debates/d-429/state", headers)
+    assert limited.status == 429, limited.body
+    # The allowed request is sampled out (rate 0); the denial is always logged.
+    line = only_line(envoy)
+    assert line["status"] == 429
+    assert (line["ratelimit_result"], line["ratelimit_remaining"]) == ("limited", "0")
+    assert (line["auth_result"], line["org_id"], line["key_id"], line["plan"]) == ("allowed", "acme", "acme-k1", "free")
+    assert line["debate_id"] == "d-429"
+    assert line["mcp_session_id"] == "sess-429"
+    assert line["trace_id"] == TRACE_ID
+    assert line["sample_rate"] == "1"
+    assert len(upstream.received) == 1
+    assert API_KEY not in envoy.access_log_raw()
+
+
+def test_shipped_bootstrap_logs_through_the_whole_chain(envoy_factory, upstream):
+    """local/envoy.yaml as shipped (all four filters, their demo configs)."""
+    envoy = envoy_factory()
+    r = envoy.request("GET", "/debates/d-chain/sse", {"traceparent": TRACEPARENT})
+    assert r.status == 401, r.body
+    line = only_line(envoy)
+    assert (line["status"], line["auth_result"]) == (401, "denied")
+    assert (line["debate_id"], line["trace_id"]) == ("d-chain", TRACE_ID)
