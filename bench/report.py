@@ -193,12 +193,12 @@ class Report:
             f"upstream sends one event, waits {PAUSE_MS} ms, then the rest; a proxy that held the stream back "
             f"would show ≥ {PAUSE_MS} ms.",
             "",
-            "| configuration | stream | streams | MiB/s | first event ms | RSS start MiB | RSS end MiB | peak RSS MiB | stream intact | output tokens counted / sent |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            "| configuration | stream | streams | MiB/s | Envoy CPU ms/MiB | first event ms | RSS start MiB | RSS end MiB | peak RSS MiB | stream intact | output tokens counted / sent |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         )
         for r in runs:
             counted = "no counter" if r.tokens_counted is None else f"{r.tokens_counted:,.0f}"
-            self.add(f"| {r.setup} | {r.size_mib} MiB | {r.streams} | {r.mib_s:,.0f} | {r.ttfb_ms:.1f} | "
+            self.add(f"| {r.setup} | {r.size_mib} MiB | {r.streams} | {r.mib_s:,.0f} | {r.cpu_ms_per_mib:.1f} | {r.ttfb_ms:.1f} | "
                      f"{_mib(r.rss_start_kib)} | {_mib(r.rss_end_kib)} | {_mib(r.hwm_kib)} | {_mark(r.complete)} | "
                      f"{counted} / {r.tokens_expected:,} |")
         self.add("")
@@ -218,7 +218,8 @@ class Report:
             bare, ours = by.get(("bare", size)), by.get(("token-usage-metrics", size))
             if bare and ours and bare.mib_s:
                 self.add(f"- {size} MiB streams: token-usage-metrics at {ours.mib_s / bare.mib_s:.0%} of bare "
-                         f"Envoy's throughput; first event after {ours.ttfb_ms:.1f} ms (bare {bare.ttfb_ms:.1f} ms).")
+                         f"Envoy's throughput, {ours.cpu_ms_per_mib - bare.cpu_ms_per_mib:+.1f} ms of Envoy CPU per MiB; "
+                         f"first event after {ours.ttfb_ms:.1f} ms (bare {bare.ttfb_ms:.1f} ms).")
                 self.targets.append((f"SSE: no added buffering ({size} MiB, first event < {PAUSE_MS} ms)",
                                      f"{ours.ttfb_ms:.1f} ms", ours.ttfb_ms < PAUSE_MS))
         self.add("")

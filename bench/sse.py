@@ -43,6 +43,7 @@ class SseRun:
     complete: bool = True
     tokens_expected: int = 0
     tokens_counted: float | None = None
+    cpu_ms_per_mib: float = 0.0  # Envoy CPU time (all threads) per MiB streamed
 
     @property
     def mib_s(self) -> float:
@@ -99,16 +100,18 @@ def run(session: Session, log) -> list[SseRun]:
             ttfb, _, ok = fetch_stream(envoy.port, MIB, PAUSE_MS)
             run.ttfb_ms = ttfb * 1000
             run.complete &= ok
+            cpu_before = envoy.cpu_seconds()
             for _ in range(run.streams):
                 _, seconds, ok = fetch_stream(envoy.port, size * MIB)
                 run.complete &= ok
                 run.rates_mib_s.append(size / seconds)
+            run.cpu_ms_per_mib = (envoy.cpu_seconds() - cpu_before) * 1000 / (run.streams * size)
             mem = envoy.memory()
             run.rss_end_kib, run.hwm_kib = mem["VmRSS"], mem["VmHWM"]
             run.tokens_expected = stream_plan(MIB)[1] + run.streams * stream_plan(size * MIB)[1]
             run.tokens_counted = output_tokens_counted(envoy)
             session.stop(envoy)
-            log(f"  {setup.name} {size} MiB: {run.mib_s:,.0f} MiB/s, first event {run.ttfb_ms:.1f} ms, "
+            log(f"  {setup.name} {size} MiB: {run.mib_s:,.0f} MiB/s, {run.cpu_ms_per_mib:.1f} ms CPU/MiB, first event {run.ttfb_ms:.1f} ms, "
                 f"peak RSS {run.hwm_kib / 1024:.1f} MiB, complete={run.complete}")
             runs.append(run)
     session.stop(upstream)
