@@ -163,8 +163,9 @@ class Setup:
 
     access_log: None (no access log), "native" (the file access log of
     local/envoy.yaml with its json_format, minus the fields only our filters
-    fill), or "ours" (the full json_format of local/envoy.yaml, which
-    debate-access-log's filter state fills)."""
+    fill and the sampling filter that reads their verdict), or "ours" (the
+    access log of local/envoy.yaml as shipped, which debate-access-log's
+    filter state fills)."""
 
     name: str
     filters: tuple[str, ...] = ()
@@ -189,7 +190,7 @@ def throughput_setups() -> list[Setup]:
         Setup("native local_ratelimit", native=(unlimited,),
               what="envoy.filters.http.local_ratelimit, one shared bucket far above the load"),
         Setup("native access log", access_log="native",
-              what="Envoy's file access log, json_format, standard fields"),
+              what="Envoy's file access log, json_format, the standard fields of local/envoy.yaml's format"),
     ]
 
 
@@ -202,7 +203,6 @@ def bootstrap(
     workdir: Path,
     upstreams: dict[str, int],
     configs: dict[str, dict] | None = None,
-    access_log_path: str | None = None,
 ) -> dict:
     """local/envoy.yaml turned into `setup`: its filters (with bench
     pluginConfigs), natives inserted before the router, its access log."""
@@ -212,10 +212,10 @@ def bootstrap(
         if setup.access_log is None:
             manager.pop("access_log", None)
         else:
-            log = manager["access_log"][0]["typed_config"]
-            if access_log_path:
-                log["path"] = access_log_path
+            logger = manager["access_log"][0]
+            log = logger["typed_config"]
             if setup.access_log == "native":
+                logger.pop("filter", None)  # the CEL sampling filter reads debate-access-log's verdict
                 fmt = log["log_format"]["json_format"]
                 log["log_format"]["json_format"] = {k: v for k, v in fmt.items() if not _is_filter_state(v)}
         chain = manager["http_filters"]

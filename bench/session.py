@@ -52,7 +52,6 @@ class Session:
         workers: int,
         configs: dict | None = None,
         upstreams: dict[str, int] | None = None,
-        access_log_path: str | None = None,
     ) -> Envoy:
         """An Envoy for `setup` in its own folder, stopped by stop_all()."""
         self._count += 1
@@ -60,7 +59,7 @@ class Session:
         name = f"{self._count:02d}-{slug}-w{workers}"
         folder = self.workdir / name
         ups = {"mcp_debate": self.upstream_port, "llm_provider": self.upstream_port, **(upstreams or {})}
-        b = bootstrap(setup, folder, ups, configs, access_log_path)
+        b = bootstrap(setup, folder, ups, configs)
         envoy = self.track(start_envoy(folder, name, b, workers))
         command = " ".join(envoy.argv).replace(str(self.workdir), "$WORK").replace(str(ENVOY_BIN), ".venv/bin/envoy")
         self.envoy_commands.setdefault(f"{setup.name} w{workers}", command)
