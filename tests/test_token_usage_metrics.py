@@ -367,6 +367,25 @@ def test_other_traffic_is_not_counted(envoy_factory, upstream, llm_upstream):
     assert envoy.samples("mcp_llm_requests_total") == []
 
 
+# ---- the identity contract -------------------------------------------------------------
+
+def test_org_label_comes_from_api_key_auth_not_from_the_client(envoy_factory, fake_provider):
+    """With api-key-auth in front (its demo config in local/envoy.yaml), the
+    organization is the key's, whatever org header the client sends."""
+    keys = json.loads((REPO / "local" / "demo" / "keys.json").read_text())
+    globex = next(k for k in keys if k["org_id"] == "globex")
+    envoy = envoy_factory(filters=["api-key-auth", "token-usage-metrics"],
+                          configs={"token-usage-metrics": CONFIG},
+                          upstreams={"llm_provider": fake_provider.port})
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, _, _ = stream_request(envoy, "/v1/chat/completions", body,
+                                     {"x-api-key": globex["key"], "x-mcp-org-id": "acme"})
+    assert status == 200
+    assert wait_for(lambda: requests_total(envoy, org_id="globex", outcome="ok")) == 1
+    assert requests_total(envoy, org_id="acme") is None
+    assert requests_total(envoy) == 1
+
+
 # ---- labels, caps, config --------------------------------------------------------------
 
 def test_cardinality_caps_send_new_values_to_other(envoy_factory, fake_provider):
