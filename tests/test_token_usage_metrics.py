@@ -90,11 +90,12 @@ def request_for(case) -> tuple[dict, str | None]:
 # ---- every documented provider format, through a real Envoy -------------------------
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_fixture_counts_and_labels_and_unchanged_bytes(envoy_factory, llm_upstream, name):
+def test_fixture_counts_and_labels_and_unchanged_bytes(envoy_factory, upstream, llm_upstream, name):
     case = CASES[name]
     body = (FIXTURES / name).read_bytes()
     # 7-byte chunks: events split across body callbacks at arbitrary bytes.
-    llm_upstream.responder = lambda req: Reply(
+    # (Paths outside /v1/ and /v1beta/, like Azure's, route to the other cluster.)
+    upstream.responder = llm_upstream.responder = lambda req: Reply(
         status=case["status"], headers=[("content-type", case["content_type"])], body=iter(chunks_of(body, 7)))
     envoy = start(envoy_factory)
     request, request_model = request_for(case)
