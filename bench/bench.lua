@@ -7,8 +7,9 @@
 --   static  the same request every time (wrk's prebuilt request: no Lua per request)
 --   count   static, and counts response statuses (for rate-limit accuracy)
 --   rotate  every request for the next of ORGS organizations: "{i}" in header
---           values becomes the org index (%06d), threads interleave so every
---           org gets the same share
+--           values becomes the org index (%06d) and "{value}" the org's line of
+--           VALUES_FILE (e.g. its API token); threads interleave so every org
+--           gets the same share:  wrk ... -- rotate SPEC_FILE ORGS [VALUES_FILE]
 -- done() prints one line "BENCH_RESULT {json}" that bench/wrkrun.py parses.
 
 local threads = {}
@@ -53,15 +54,22 @@ function init(args)
     local orgs = tonumber(args[3])
     local step = tonumber(wrk.thread:get("threads_total"))
     local i = tonumber(wrk.thread:get("thread_index"))
+    local values = {}
+    if args[4] then
+      for line in io.lines(args[4]) do values[#values + 1] = line end
+    end
     local templated = {}
     for name, value in pairs(headers) do
-      if value:find("{i}", 1, true) then templated[name] = value end
+      if value:find("{i}", 1, true) or value:find("{value}", 1, true) then templated[name] = value end
     end
     request = function()
       local idx = string.format("%06d", i)
       local h = {}
       for name, value in pairs(headers) do h[name] = value end
-      for name, value in pairs(templated) do h[name] = value:gsub("{i}", idx, 1) end
+      for name, value in pairs(templated) do
+        value = value:gsub("{i}", idx, 1)
+        h[name] = value:gsub("{value}", values[i + 1] or "", 1)
+      end
       i = (i + step) % orgs
       return wrk.format(method, target, h, body)
     end

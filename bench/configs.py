@@ -10,9 +10,12 @@ set to an exact limit).
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import hmac
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,10 +108,57 @@ def org_rate_limit_config(per_minute: int = UNLIMITED_PER_MINUTE, burst: int = U
     return rl
 
 
-def plugin_configs(keys: int = 1) -> dict[str, dict]:
-    t = template()
+# --- JWT API tokens for many organizations ---------------------------------------
+#
+# 100,000 organizations are not 100,000 static keys in a pluginConfig (that
+# would be a 16 MB WasmPlugin; Kubernetes objects stop at about 1.5 MB): they
+# are signed tokens. The bench adds its own HS256 issuer to api-key-auth.
+
+BENCH_JWT_SECRET = b"bench-only-hs256-secret-not-for-production-0001"
+BENCH_JWT_ISSUER = "https://bench.mcp-mesh.invalid"
+BENCH_JWT_AUDIENCE = "mcp-bench"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def bench_jwt_provider() -> dict:
     return {
-        "api-key-auth": api_key_auth_config(keys),
+        "name": "bench-idp",
+        "issuer": BENCH_JWT_ISSUER,
+        "audiences": [BENCH_JWT_AUDIENCE],
+        "local_jwks": {"keys": [{"kty": "oct", "kid": "bench-hs256", "alg": "HS256",
+                                 "k": _b64url(BENCH_JWT_SECRET)}]},
+    }
+
+
+def bench_jwt(i: int, plan: str, now: int) -> str:
+    """The HS256 API token of organization i, valid for a day."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": "bench-hs256"}
+    claims = {"iss": BENCH_JWT_ISSUER, "aud": BENCH_JWT_AUDIENCE, "sub": f"bench-user-{i:06d}",
+              "jti": f"bench-{i:06d}", "org_id": bench_org(i), "plan": plan, "role": "user",
+              "iat": now, "exp": now + 86400}
+    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
+    signature = hmac.new(BENCH_JWT_SECRET, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(signature)
+
+
+def bench_jwts(count: int) -> list[str]:
+    plan = rate_limit_plan(plugin_config(template(), "org-rate-limit"))
+    now = int(time.time())
+    return [bench_jwt(i, plan, now) for i in range(count)]
+
+
+def plugin_configs(keys: int = 1, jwt: bool = False) -> dict[str, dict]:
+    """Every filter's bench pluginConfig: `keys` bench API keys, and with
+    `jwt` the bench's token issuer."""
+    t = template()
+    auth = api_key_auth_config(keys)
+    if jwt:
+        auth["jwt_providers"] = list(auth.get("jwt_providers") or []) + [bench_jwt_provider()]
+    return {
+        "api-key-auth": auth,
         "org-rate-limit": org_rate_limit_config(),
         "debate-access-log": plugin_config(t, "debate-access-log"),
         "token-usage-metrics": plugin_config(t, "token-usage-metrics"),

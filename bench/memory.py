@@ -1,8 +1,10 @@
 """Envoy's memory with the full chain: resident set at start, while and after
-serving a million requests spread over 100,000 organizations (one API key
-each), with 2 workers. Per-organization state (rate-limit buckets in shared
-data, metric labels) is what could grow; the samples show whether it levels
-off once every organization has been seen."""
+serving a million requests spread over 100,000 organizations, with 2
+workers. Each organization has its own signed API token (HS256 JWT from the
+bench's issuer, added to api-key-auth's shipped config); wrk rotates through
+them. Per-organization state (rate-limit buckets in shared data, metric
+labels) is what could grow; the samples show whether it levels off once every
+organization has been seen."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from configs import Setup, plugin_configs
+from configs import Setup, bench_jwts, plugin_configs
 from harness.envoy import FILTERS
 from session import Session
 from traffic import rotating_mcp_request
@@ -34,20 +36,45 @@ class MemoryRun:
     socket_errors: int = 0
     samples: list[tuple[int, int]] = field(default_factory=list)  # (requests completed, RSS KiB)
     command: str = ""
+    # From the access log's last lines: proof the rotation reached the filters.
+    tail_lines: int = 0
+    tail_orgs: int = 0
+    tail_auth: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s if self.duration_s else 0.0
 
 
+def _read_log_tail(path, result: MemoryRun, nbytes: int = 1 << 20) -> None:
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - nbytes))
+        lines = f.read().splitlines()[1:]  # the first may be cut
+    orgs = set()
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        result.tail_lines += 1
+        orgs.add(entry.get("org_id"))
+        auth = str(entry.get("auth_result"))
+        result.tail_auth[auth] = result.tail_auth.get(auth, 0) + 1
+    result.tail_orgs = len(orgs - {None, "-"})
+
+
 def run(session: Session, log) -> MemoryRun:
     opts = session.options
-    configs = plugin_configs(keys=opts.memory_orgs)
+    configs = plugin_configs(keys=0, jwt=True)
+    tokens = session.workdir / "tokens.txt"
+    tokens.write_text("\n".join(bench_jwts(opts.memory_orgs)) + "\n")
     result = MemoryRun(opts.memory_orgs, opts.memory_requests, len(json.dumps(configs["api-key-auth"])))
     envoy = session.start(Setup("full chain", tuple(FILTERS), access_log="ours"), 2, configs=configs)
     time.sleep(1.0)  # let start-up allocations settle
     result.rss_start_kib = envoy.memory()["VmRSS"]
-    log(f"  full chain with {opts.memory_orgs:,} keys ({result.auth_config_bytes / 1e6:.1f} MB api-key-auth config): "
+    log(f"  full chain, {opts.memory_orgs:,} organizations with a token each: "
         f"RSS at start {result.rss_start_kib / 1024:.1f} MiB")
     spec = rotating_mcp_request().write(session.workdir / "request-rotate.txt")
 
@@ -60,7 +87,7 @@ def run(session: Session, log) -> MemoryRun:
     # the run then stops at the budget and the report says how far it got.
     seconds = max(MIN_SECONDS, session.remaining_s() - 20)
     r = run_wrk(envoy.url + "/mcp", spec, mode="rotate", threads=2, connections=64,
-                duration_s=seconds, orgs=opts.memory_orgs, stop_when=enough, poll_s=1.0)
+                duration_s=seconds, orgs=opts.memory_orgs, values=tokens, stop_when=enough, poll_s=1.0)
     time.sleep(0.5)
     mem = envoy.memory()
     result.rss_end_kib, result.hwm_kib = mem["VmRSS"], mem["VmHWM"]
@@ -69,8 +96,10 @@ def run(session: Session, log) -> MemoryRun:
     result.non_2xx = r.errors.get("status", 0)
     result.socket_errors = r.failed
     result.command = r.command
-    session.stop(envoy)
+    session.stop(envoy)  # flushes the access log
+    _read_log_tail(envoy.workdir / "access.log", result)
     log(f"  {result.requests:,} requests over {opts.memory_orgs:,} orgs in {r.duration_s:.0f}s "
         f"({result.rps:,.0f} rps, {result.non_2xx} non-2xx): RSS {result.rss_end_kib / 1024:.1f} MiB, "
-        f"peak {result.hwm_kib / 1024:.1f} MiB")
+        f"peak {result.hwm_kib / 1024:.1f} MiB; last {result.tail_lines:,} access-log lines: "
+        f"{result.tail_orgs:,} organizations, auth {result.tail_auth}")
     return result

@@ -22,8 +22,9 @@ from harness.envoy import ENVOY_BIN, REPO
 class Envoy:
     """One running Envoy, found through its admin address file."""
 
-    def __init__(self, name: str, proc: ChildProcess, argv: list[str], admin_port: int, port: int):
+    def __init__(self, name: str, proc: ChildProcess, argv: list[str], admin_port: int, port: int, workdir: Path):
         self.name = name
+        self.workdir = workdir
         self.proc = proc
         self.argv = argv
         self.admin_url = f"http://127.0.0.1:{admin_port}"
@@ -122,7 +123,7 @@ def start_envoy(workdir: Path, name: str, bootstrap: dict, concurrency: int, tim
                     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/listeners?format=json", timeout=1) as r:
                         listeners = json.loads(r.read())
                     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-                    return Envoy(name, proc, argv, admin_port, port)
+                    return Envoy(name, proc, argv, admin_port, port, workdir)
             except (OSError, KeyError, IndexError, ValueError):
                 pass
         time.sleep(0.05)

@@ -50,8 +50,13 @@ def llm_request() -> Request:
 
 
 def rotating_mcp_request() -> Request:
-    """For bench.lua's rotate mode: key and org of the i-th organization."""
-    return mcp_request(KEY_TEMPLATE, ORG_TEMPLATE)
+    """For bench.lua's rotate mode: the i-th organization's API token (line i
+    of the values file) and, as in every bench request, its org header (which
+    api-key-auth replaces)."""
+    req = mcp_request(KEY_TEMPLATE, ORG_TEMPLATE)
+    del req.headers[KEY_HEADER]  # two credentials would be refused
+    req.headers["authorization"] = "Bearer {value}"
+    return req
 
 
 REQUESTS = {"mcp": mcp_request, "llm": llm_request}

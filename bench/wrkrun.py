@@ -59,6 +59,7 @@ def run_wrk(
     connections: int = 32,
     duration_s: float = 3.0,
     orgs: int | None = None,
+    values: Path | None = None,
     stop_when: Callable[[], bool] | None = None,
     poll_s: float = 0.5,
 ) -> WrkResult:
@@ -72,6 +73,8 @@ def run_wrk(
     ]
     if orgs is not None:
         argv.append(str(orgs))
+        if values is not None:
+            argv.append(str(values))
     env = {**os.environ, "BENCH_WRK_THREADS": str(threads)}
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
