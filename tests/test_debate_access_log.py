@@ -172,6 +172,7 @@ def test_large_upload_streams_through_and_facts_survive_the_cap(envoy_factory, u
     assert line["debate_id"] == "d-big"
     assert line["mcp_body_truncated"] == "1"
     assert line["bytes_received"] == len(body)
+    assert envoy.metric("mcp_access_log_body_truncated_total") == 1
 
 
 @pytest.mark.parametrize("body", [
@@ -265,6 +266,10 @@ def test_success_sampling_keeps_errors_and_denials(envoy_factory, upstream):
     lines = envoy.access_log()
     assert [(l["path"], l["status"]) for l in lines] == [("/missing", 404), ("/limited", 429), ("/broken", 500)]
     assert all(l["sample_rate"] == "1" for l in lines)
+    # The filter's own counters show what sampling dropped.
+    assert envoy.metric("mcp_access_log_requests_total", decision="dropped") == 4
+    assert envoy.metric("mcp_access_log_requests_total", decision="always") == 3
+    assert envoy.metric("mcp_access_log_requests_total", decision="sampled") == 0
 
 
 def test_sampling_follows_the_trace_id_like_opentelemetry(envoy_factory):

@@ -3,20 +3,49 @@
 
 use crate::config::{Config, Settings};
 use crate::record::{self, BodyFacts, Headers};
-use crate::sampling::Outcome;
+use crate::sampling::{Outcome, Verdict};
+use crate::stats;
 use mesh_core::body_prefix::BodyPrefix;
 use mesh_core::jsonrpc;
+use mesh_host::Counter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { settings: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { settings: None, counters: None })
+    });
 }}
 
 struct Root {
     settings: Option<Rc<Settings>>,
+    counters: Option<Rc<Counters>>,
+}
+
+/// Defined once per VM, shared by its requests.
+struct Counters {
+    verdicts: Vec<(Verdict, Counter)>,
+    body_truncated: Counter,
+}
+
+impl Counters {
+    fn define() -> Self {
+        Self {
+            verdicts: stats::VERDICTS
+                .iter()
+                .map(|(v, _)| (*v, Counter::define(&stats::requests_metric(*v))))
+                .collect(),
+            body_truncated: Counter::define(stats::BODY_TRUNCATED),
+        }
+    }
+
+    fn count(&self, verdict: Verdict) {
+        if let Some((_, counter)) = self.verdicts.iter().find(|(v, _)| *v == verdict) {
+            counter.inc();
+        }
+    }
 }
 
 impl Context for Root {}
@@ -27,6 +56,9 @@ impl RootContext for Root {
         self.settings = mesh_host::load_config::<Config>(self)
             .and_then(|config| config.compile().ok())
             .map(Rc::new);
+        if self.counters.is_none() {
+            self.counters = Some(Rc::new(Counters::define()));
+        }
         self.settings.is_some()
     }
 
@@ -36,8 +68,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         let settings = self.settings.clone()?;
+        let counters = self.counters.clone()?;
         Some(Box::new(Request {
             settings,
+            counters,
             prefix: None,
             body: BodyFacts::default(),
         }))
@@ -46,6 +80,7 @@ impl RootContext for Root {
 
 struct Request {
     settings: Rc<Settings>,
+    counters: Rc<Counters>,
     /// Set while a JSON-RPC body is being read.
     prefix: Option<BodyPrefix>,
     body: BodyFacts,
@@ -133,8 +168,13 @@ impl HttpContext for Request {
             request: &mut request,
             response: &mut response,
         };
-        for (key, value) in record::fields(&self.settings, headers, &self.body, outcome) {
-            mesh_host::set_state(key, &value);
+        let record = record::record(&self.settings, headers, &self.body, outcome);
+        for (key, value) in &record.fields {
+            mesh_host::set_state(key, value);
+        }
+        self.counters.count(record.verdict);
+        if self.body.truncated {
+            self.counters.body_truncated.inc();
         }
     }
 }

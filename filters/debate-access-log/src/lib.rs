@@ -7,7 +7,7 @@
 //! there covers every request, including those that auth or rate limiting
 //! answered before this filter saw them, and those whose upstream reset.
 //!
-//! `config`, `path_pattern`, `trace_context`, `sampling` and `record` are
+//! `config`, `path_pattern`, `trace_context`, `sampling`, `record` and `stats` are
 //! host-free and tested natively; the proxy-wasm glue in `filter` only exists
 //! in the wasm build.
 
@@ -15,6 +15,7 @@ pub mod config;
 pub mod path_pattern;
 pub mod record;
 pub mod sampling;
+pub mod stats;
 pub mod trace_context;
 
 #[cfg(target_arch = "wasm32")]

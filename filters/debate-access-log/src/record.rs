@@ -27,14 +27,22 @@ pub struct Headers<'a> {
     pub response: &'a mut dyn FnMut(&str) -> Option<Vec<u8>>,
 }
 
-/// The (filter-state key, value) pairs to write; absent facts are left out
-/// (the access log shows them as `null`).
-pub fn fields(
+/// What to write for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// (filter-state key, value) pairs; absent facts are left out (the
+    /// access log shows them as `null`).
+    pub fields: Vec<(&'static str, String)>,
+    pub verdict: Verdict,
+}
+
+/// Builds the record of one request.
+pub fn record(
     settings: &Settings,
     headers: Headers<'_>,
     body: &BodyFacts,
     outcome: Outcome,
-) -> Vec<(&'static str, String)> {
+) -> Record {
     let max = settings.max_value_len;
     let mut out: Vec<(&'static str, String)> = Vec::with_capacity(12);
     let facts = body.facts.as_ref();
@@ -61,8 +69,11 @@ pub fn fields(
         out.push((state::TRACE_ID, tc.trace_id.clone()));
         push(&mut out, state::SPAN_ID, tc.span_id.clone());
     }
-    push_sampling(&mut out, settings, &mut *headers.request, trace, outcome);
-    out
+    let verdict = push_sampling(&mut out, settings, &mut *headers.request, trace, outcome);
+    Record {
+        fields: out,
+        verdict,
+    }
 }
 
 /// Method, tool and id of every message (comma-separated for a batch).
@@ -94,7 +105,7 @@ fn push_sampling(
     request: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
     trace: Option<TraceContext>,
     outcome: Outcome,
-) {
+) -> Verdict {
     let rate = settings.success_rate;
     let traced = settings.always_log_traced && trace.as_ref().is_some_and(|t| t.sampled);
     // x-request-id is read only when the verdict really depends on it.
@@ -121,6 +132,7 @@ fn push_sampling(
         };
         out.push((state::LOG_SAMPLE_RATE, format_rate(kept_at)));
     }
+    verdict
 }
 
 /// The debate id from the first configured source that has one.
@@ -218,7 +230,7 @@ mod tests {
             request: &mut request,
             response: &mut response,
         };
-        let out = fields(s, headers, &body, outcome);
+        let out = record(s, headers, &body, outcome).fields;
         let map: HashMap<_, _> = out.iter().cloned().collect();
         assert_eq!(map.len(), out.len(), "a key was written twice: {out:?}");
         map
@@ -442,7 +454,7 @@ mod tests {
                 request: &mut request,
                 response: &mut response,
             };
-            fields(s, headers, &BodyFacts::default(), OK);
+            record(s, headers, &BodyFacts::default(), OK);
             seen
         };
         let all = settings("{}");
