@@ -69,6 +69,24 @@ def test_the_crd_check_names_file_resource_and_field_of_each_mistake():
     ])
 
 
+def test_the_crds_cel_rules_are_evaluated(rendered):
+    import copy
+
+    resources = rendered["wasm-plugins-yaml/overlays/production"]
+    wasm = copy.deepcopy(plugin(resources, "api-key-auth"))
+    wasm["spec"]["targetRefs"] = [{"group": "", "kind": "Service", "name": "mcp-gateway"}]
+    wasm["spec"]["url"] = "ftp://example.com/api-key-auth.wasm"
+    wasm["spec"]["selector"]["matchLabels"]["app*"] = "x"
+    assert sorted(manifests.validate(wasm)) == [
+        ("spec", "only one of targetRefs or selector can be set"),
+        ("spec.selector.matchLabels", "wildcard not allowed in label key match"),
+        ("spec.url", "url must have schema one of [http, https, file, oci]"),
+    ]
+    entry = copy.deepcopy(of_kind(resources, "ServiceEntry")[0])
+    entry["spec"]["ports"].append(dict(entry["spec"]["ports"][0]))
+    assert [f for f, _ in manifests.validate(entry)] == ["spec.ports"]
+
+
 def test_metadata_is_checked_like_the_api_server_does():
     bad = {"name": "Org_Rate", "namespace": "prod.x", "labels": {"app": "a b"}}
     fields = [f for f, _ in manifests.metadata_errors(bad)]

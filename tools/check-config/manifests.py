@@ -1,6 +1,7 @@
 """Python side of the manifest checks: the check-config binary, and validation
 of every resource against the Istio CRD schemas with a real JSON Schema
-validator (python-jsonschema on each CRD's openAPIV3Schema).
+validator (python-jsonschema on each CRD's openAPIV3Schema) and the CRDs' CEL
+rules (`x-kubernetes-validations`, evaluated with cel-python).
 
     python tools/check-config/manifests.py PATH...   # CRD schema check, like check-config's output
 
@@ -19,8 +20,10 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import celpy
 import jsonschema
 import yaml
+from celpy import celtypes
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = REPO / "target" / "debug" / "check-config"
@@ -34,11 +37,13 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def binary() -> Path:
-    """The native check-config binary, built by cargo when missing or stale."""
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--locked", "-p", "check-config"],
-        cwd=REPO, check=True,
-    )
+    """The native check-config binary (`make check-config-bin`), built by cargo
+    here only when it is missing or older than its sources or a filter's
+    config, so that tests run under `make test` never wait on cargo's lock."""
+    sources = [*REPO.glob("tools/check-config/src/*.rs"), *REPO.glob("filters/*/src/**/*.rs"), REPO / "Cargo.lock"]
+    newest = max(p.stat().st_mtime for p in sources)
+    if not BINARY.exists() or BINARY.stat().st_mtime < newest:
+        subprocess.run(["cargo", "build", "--quiet", "--locked", "-p", "check-config"], cwd=REPO, check=True)
     return BINARY
 
 
@@ -126,7 +131,73 @@ def validate(resource: dict) -> list[tuple[str, str]]:
                 errors.append((dotted([*e.absolute_path, extra]), "unknown field (not in the CRD schema)"))
             continue
         errors.append((path or "<root>", e.message))
+    errors += cel_errors(schema, resource)
     errors += metadata_errors(resource.get("metadata") or {})
+    return errors
+
+
+# ---- CEL rules ----------------------------------------------------------------
+# The API server evaluates each `x-kubernetes-validations` rule with `self`
+# bound to the value at the rule's place in the schema (when present). The
+# Kubernetes CEL libraries the Istio CRDs use are provided here: the URL
+# library (isURL, url().getScheme(), approximated with urllib's parser) and
+# strings.substring; the rest is standard CEL.
+
+
+def _is_url(value):
+    from urllib.parse import urlparse
+
+    try:
+        parsed = urlparse(str(value))
+    except ValueError:
+        return celtypes.BoolType(False)
+    return celtypes.BoolType(bool(parsed.scheme) and bool(parsed.netloc or parsed.path))
+
+
+def _get_scheme(value):
+    from urllib.parse import urlparse
+
+    return celtypes.StringType(urlparse(str(value)).scheme)
+
+
+def _substring(value, start, end=None):
+    text = str(value)
+    return celtypes.StringType(text[int(start):] if end is None else text[int(start):int(end)])
+
+
+CEL_FUNCTIONS = {"isURL": _is_url, "url": celtypes.StringType, "getScheme": _get_scheme, "substring": _substring}
+
+
+@lru_cache(maxsize=None)
+def _cel_program(rule: str):
+    env = celpy.Environment()
+    return env.program(env.compile(rule), functions=CEL_FUNCTIONS)
+
+
+def cel_errors(schema: dict, value, path: list | None = None) -> list[tuple[str, str]]:
+    path = path or []
+    errors = []
+    for v in schema.get("x-kubernetes-validations", []):
+        rule = v["rule"]
+        if "oldSelf" in rule:
+            continue  # transition rules compare with the stored object
+        try:
+            ok = _cel_program(rule).evaluate({"self": celpy.json_to_cel(value)})
+        except Exception as e:  # noqa: BLE001 - an unevaluable rule is a finding, never a pass
+            errors.append((dotted(path) or "<root>", f"CEL rule {rule!r} could not be evaluated: {e}"))
+            continue
+        if ok is not True and not (isinstance(ok, celtypes.BoolType) and bool(ok)):
+            errors.append((dotted(path) or "<root>", v.get("message") or f"violates {rule}"))
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            child = props.get(key, extra if isinstance(extra, dict) else None)
+            if child:
+                errors += cel_errors(child, sub, [*path, key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            errors += cel_errors(schema["items"], item, [*path, i])
     return errors
 
 
