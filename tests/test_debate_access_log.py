@@ -175,6 +175,16 @@ def test_large_upload_streams_through_and_facts_survive_the_cap(envoy_factory, u
     assert envoy.metric("mcp_access_log_body_truncated_total") == 1
 
 
+def test_body_of_exactly_the_cap_is_not_truncated(envoy_factory):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}}).encode()
+    envoy = start(envoy_factory, {"max_body_bytes": len(body)})
+    envoy.request("POST", "/mcp", {"content-type": "application/json"}, body)
+    envoy.request("POST", "/mcp", {"content-type": "application/json"}, body[:-1] + b" }")
+    exact, longer = envoy.access_log(expect=2)
+    assert (exact["mcp_tool"], exact["mcp_body_truncated"]) == ("t", None)
+    assert (longer["mcp_tool"], longer["mcp_body_truncated"]) == ("t", "1")
+
+
 @pytest.mark.parametrize("body", [
     b"{not json",
     b'{"jsonrpc":"2.0","method":',

@@ -1,5 +1,6 @@
 //! proxy-wasm glue: parse config once; per request, keep a capped prefix of
-//! a JSON-RPC body, and in `on_log` write the facts to filter state.
+//! a JSON-RPC body, and in `on_log` parse it and write the facts to filter
+//! state.
 
 use crate::config::{Config, Settings};
 use crate::record::{self, BodyFacts, Headers};
@@ -81,7 +82,7 @@ impl RootContext for Root {
 struct Request {
     settings: Rc<Settings>,
     counters: Rc<Counters>,
-    /// Set while a JSON-RPC body is being read.
+    /// The start of a JSON-RPC request body, until `on_log` parses it.
     prefix: Option<BodyPrefix>,
     body: BodyFacts,
 }
@@ -139,11 +140,10 @@ impl HttpContext for Request {
         } else {
             Vec::new()
         };
+        // Past the cap only the byte count moves on, so the log can tell a
+        // body that was exactly the cap from one that was longer.
         if let Some(prefix) = self.prefix.as_mut() {
             prefix.push(&copied, chunk_len, end_of_stream);
-            if prefix.is_done() {
-                self.finish_body();
-            }
         }
         Action::Continue
     }
@@ -152,14 +152,14 @@ impl HttpContext for Request {
         // Trailers end the body without an end_of_stream data frame.
         if let Some(prefix) = self.prefix.as_mut() {
             prefix.push(&[], 0, true);
-            self.finish_body();
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        // A body still being read (the response came first, or the stream
-        // reset) yields what its prefix holds.
+        // Parsed once, here: the facts are only needed now. A body still
+        // being read (the response came first, or the stream reset) yields
+        // what its prefix holds.
         self.finish_body();
         let outcome = self.outcome();
         let mut request = |name: &str| self.get_http_request_header_bytes(name);
