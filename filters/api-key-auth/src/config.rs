@@ -46,9 +46,6 @@ pub struct Config {
     pub realm: String,
     /// Longer credentials are rejected as malformed before any parsing.
     pub max_credential_bytes: usize,
-    /// How much of a denied JSON-RPC request body is read to find its `id`
-    /// (0: never read bodies).
-    pub max_body_bytes: usize,
     /// Leeway for JWT `exp` / `nbf`.
     pub clock_skew_seconds: u64,
 }
@@ -70,7 +67,6 @@ impl Default for Config {
             rules: Vec::new(),
             realm: "mcp".into(),
             max_credential_bytes: 4096,
-            max_body_bytes: 8192,
             clock_skew_seconds: 60,
         }
     }
@@ -253,9 +249,6 @@ impl Validate for Config {
                 "max_credential_bytes",
                 "must be between 16 and 65536",
             ));
-        }
-        if self.max_body_bytes > 1_048_576 {
-            return Err(ConfigError::new("max_body_bytes", "must be <= 1048576"));
         }
         if self.clock_skew_seconds > 86_400 {
             return Err(ConfigError::new("clock_skew_seconds", "must be <= 86400"));
@@ -577,7 +570,7 @@ mod tests {
     fn scalar_limits() {
         assert!(err(r#"{"realm":"a\"b"}"#).starts_with("realm:"));
         assert!(err(r#"{"max_credential_bytes":1}"#).starts_with("max_credential_bytes:"));
-        assert!(err(r#"{"max_body_bytes":99999999}"#).starts_with("max_body_bytes:"));
+        assert!(err(r#"{"max_body_bytes":1}"#).contains("unknown field `max_body_bytes`"));
         assert!(err(r#"{"clock_skew_seconds":100000}"#).starts_with("clock_skew_seconds:"));
     }
 

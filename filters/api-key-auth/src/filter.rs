@@ -1,9 +1,15 @@
 //! proxy-wasm glue: compile the config once, then per request read the headers
 //! (one host call), ask [`Policy::decide`], and apply the verdict.
 //!
-//! Allowed and skipped requests continue at once; only a denied JSON-RPC POST
-//! with a body waits for (at most `max_body_bytes` of) it, to answer with its
-//! JSON-RPC `id`.
+//! Every decision is made on the headers. A denied request is answered right
+//! there and never waits for its body: Envoy's Proxy-Wasm host turns a paused
+//! `on_http_request_headers` into StopAllIterationAndWatermark, which withholds
+//! the body from this filter until the headers go on to the router, and a
+//! denied request must never reach the upstream, not even its headers
+//! (proxy-wasm/proxy-wasm-cpp-host#143). So a denied JSON-RPC POST gets a
+//! JSON-RPC error with `"id": null`, as JSON-RPC 2.0 §5 prescribes when the id
+//! cannot be determined; its HTTP status and `WWW-Authenticate` are what MCP
+//! clients act on.
 
 use crate::config::Config;
 use crate::outcome::Outcome;
@@ -91,17 +97,12 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Stream {
-            shared,
-            pending: None,
-        }))
+        Some(Box::new(Stream { shared }))
     }
 }
 
 struct Stream {
     shared: Rc<Shared>,
-    /// A denial waiting for the JSON-RPC body (to echo its `id`).
-    pending: Option<Outcome>,
 }
 
 impl Context for Stream {}
@@ -145,39 +146,12 @@ impl HttpContext for Stream {
             }
             Verdict::Deny(outcome) => {
                 self.record(outcome);
-                let body_may_carry_id = !end_of_stream
-                    && self.shared.policy.max_body_bytes > 0
-                    && jsonrpc::is_jsonrpc_post(method, text("content-type"));
-                if body_may_carry_id {
-                    self.pending = Some(outcome);
-                } else {
-                    self.reject(outcome, None);
-                }
+                let jsonrpc =
+                    !end_of_stream && jsonrpc::is_jsonrpc_post(method, text("content-type"));
+                self.reject(outcome, jsonrpc);
                 Action::Pause
             }
         }
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(outcome) = self.pending else {
-            return Action::Continue;
-        };
-        if body_size > self.shared.policy.max_body_bytes {
-            self.reject(outcome, None);
-        } else if end_of_stream {
-            self.reject_with_body_id(outcome, body_size);
-        }
-        // Denied either way: keep buffering until the reply is sent.
-        Action::Pause
-    }
-
-    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        let Some(outcome) = self.pending else {
-            return Action::Continue;
-        };
-        let size = self.shared.policy.max_body_bytes;
-        self.reject_with_body_id(outcome, size);
-        Action::Pause
     }
 }
 
@@ -211,21 +185,16 @@ impl Stream {
         mesh_host::set_state(state::AUTH_REASON, outcome.reason());
     }
 
-    fn reject_with_body_id(&mut self, outcome: Outcome, size: usize) {
-        let body = self
-            .get_http_request_body(0, size.min(self.shared.policy.max_body_bytes))
-            .unwrap_or_default();
-        let id = jsonrpc::parse(&body).and_then(|facts| facts.id);
-        self.reject(outcome, id.as_ref());
-    }
-
-    fn reject(&mut self, outcome: Outcome, id: Option<&serde_json::Value>) {
-        self.pending = None;
+    /// Answers 401/403 locally: JSON-RPC error for JSON-RPC POSTs, else the
+    /// plain JSON error; both carry only fixed words, never a client value.
+    fn reject(&self, outcome: Outcome, jsonrpc: bool) {
         let code = if outcome.status() == 403 {
             rpc_code::FORBIDDEN
         } else {
             rpc_code::UNAUTHENTICATED
         };
+        let unknown_id = serde_json::Value::Null;
+        let id = jsonrpc.then_some(&unknown_id);
         let body = error_body(id, code, outcome.reason(), outcome.message());
         let challenge = outcome.www_authenticate(&self.shared.policy.realm);
         let headers: Vec<(&str, &str)> = challenge
@@ -233,7 +202,6 @@ impl Stream {
             .map(|c| ("www-authenticate", c))
             .into_iter()
             .collect();
-        // The reason is a fixed word; the credential is never logged.
         mesh_host::log(
             LogLevel::Debug,
             &format!("denied {}: {}", outcome.status(), outcome.reason()),

@@ -20,7 +20,6 @@ pub struct Policy {
     routes: Routes,
     pub forward_credential: bool,
     pub max_credential_bytes: usize,
-    pub max_body_bytes: usize,
     pub clock_skew_seconds: i64,
     pub realm: String,
 }
@@ -62,7 +61,6 @@ impl Policy {
             routes: Routes::new(&config.skip_paths, &config.rules),
             forward_credential: config.forward_credential,
             max_credential_bytes: config.max_credential_bytes,
-            max_body_bytes: config.max_body_bytes,
             clock_skew_seconds: i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX),
             realm: config.realm.clone(),
         })
