@@ -310,14 +310,41 @@ def test_istio_proxy_stats_config_exposes_the_labeled_metrics(envoy_factory):
     assert mcp_series(envoys["istio-default"]) == set()
 
 
-def test_rendered_plugin_configs_load_in_a_real_envoy(rendered, envoy_factory):
-    """Each service's production chain, with the pluginConfigs exactly as Istio
-    hands them over (the Struct as JSON), starts in a real Envoy 1.40."""
-    by_service = attachments(rendered["wasm-plugins-yaml/overlays/production"])
-    for service, plugins in sorted(by_service.items()):
-        configs = {p["spec"]["pluginName"]: json.dumps(p["spec"]["pluginConfig"]) for p in plugins}
-        envoy = envoy_factory(filters=[f for f in CHAIN if f in configs], configs=configs)
-        assert "invalid pluginConfig" not in envoy.log(), (service, envoy.log()[-2000:])
-        status = envoy.request("GET", "/health").status
-        assert status < 500, (service, status)
+def start_service(rendered, envoy_factory, overlay: str, service: str):
+    """A real Envoy with one service's chain from the rendered overlay, the
+    pluginConfigs exactly as Istio hands them over (the Struct as JSON)."""
+    plugins = attachments(rendered[overlay])[service]
+    configs = {p["spec"]["pluginName"]: json.dumps(p["spec"]["pluginConfig"]) for p in plugins}
+    envoy = envoy_factory(filters=[f for f in CHAIN if f in configs], configs=configs)
+    assert "invalid pluginConfig" not in envoy.log(), (service, envoy.log()[-2000:])
+    return envoy
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS[1:])
+def test_every_rendered_chain_loads_in_a_real_envoy(rendered, envoy_factory, overlay):
+    for service in SERVICES:
+        envoy = start_service(rendered, envoy_factory, overlay, service)
+        assert envoy.request("GET", "/health").status < 500, service
         envoy.stop()
+
+
+def test_production_gateway_and_llm_chains_do_what_the_manifests_say(rendered, envoy_factory):
+    prod = "wasm-plugins-yaml/overlays/production"
+    gateway = start_service(rendered, envoy_factory, prod, "mcp-gateway")
+    assert gateway.request("GET", "/health").status == 200  # skip_paths
+    assert gateway.request("GET", "/debates").status == 401  # no key
+    gateway.stop()
+
+    llm = start_service(rendered, envoy_factory, prod, "mcp-llm")
+    assert llm.request("GET", "/generate").status == 403  # without_identity: deny
+    # Production's free plan on mcp-llm: a burst of 3, then 429.
+    identity = {"x-mcp-org-id": "initech", "x-mcp-plan": "free"}
+    statuses = [llm.request("GET", "/generate", identity).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429], statuses
+
+
+def test_staging_organization_service_logs_its_debate_ids(rendered, envoy_factory):
+    envoy = start_service(rendered, envoy_factory, "wasm-plugins-yaml/overlays/staging", "mcp-organization")
+    assert envoy.request("GET", "/organizations/acme/debates/d-42/arguments").status == 200
+    [line] = envoy.access_log(expect=1)
+    assert line["debate_id"] == "d-42", line
