@@ -147,3 +147,22 @@ def test_json_schemas_accept_the_shipped_configs_and_catch_typos(overlay):
         assert list(validator.iter_errors(typo)), name
         checked.add(name)
     assert checked == set(FILTER_NAMES)
+
+
+def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_path):
+    import shutil
+
+    for f in (REPO / "wasm-plugins-yaml" / "base").glob("*.yaml"):
+        if f.name != "kustomization.yaml":
+            shutil.copy(f, tmp_path / f.name)
+    out = manifests.run(tmp_path)
+    assert out.returncode == 0, out.stdout
+    assert "10 pluginConfig(s) checked" in out.stderr
+    # Rate limit moved into AUTHN ahead of auth: the order check spans files.
+    path = tmp_path / "org-rate-limit.yaml"
+    path.write_text(path.read_text().replace("phase: AUTHZ\n  priority: 100", "phase: AUTHN\n  priority: 500", 1))
+    out = manifests.run(tmp_path)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert any(l.startswith(f"{path}: WasmPlugin org-rate-limit-gateway: spec.phase: must be AUTHZ") for l in lines), lines
+    assert any("WasmPlugin org-rate-limit-gateway: spec.priority: org-rate-limit would run before api-key-auth" in l for l in lines), lines

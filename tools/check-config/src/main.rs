@@ -82,34 +82,25 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
     let mut checked = 0;
     let mut skipped = Vec::new();
     for path in &paths {
-        match input_kind(path, filter) {
-            Input::Kustomization(dir) => match kustomize::build(&dir) {
-                Ok(resources) => {
-                    let report = wasmplugin::check_all(&resources);
-                    checked += report.checked;
-                    skipped.extend(report.skipped);
-                    findings.extend(report.findings);
-                }
-                Err(f) => findings.push(f),
-            },
-            Input::Manifest => match yaml::read_documents(path) {
-                Ok(docs) => {
-                    let resources: Vec<_> =
-                        docs.into_iter().map(|d| Resource::new(d, path)).collect();
-                    let report = wasmplugin::check_all(&resources);
-                    checked += report.checked;
-                    skipped.extend(report.skipped);
-                    findings.extend(report.findings);
-                }
-                Err(m) => findings.push(Finding::file(display_path(path), "<root>", m)),
-            },
+        let resources = match input_kind(path, filter) {
+            Input::Kustomization(dir) => kustomize::build(&dir),
+            Input::Folder => manifest_folder(path),
+            Input::Manifest => manifest_file(path),
             Input::PluginConfig(f) => {
                 checked += 1;
                 findings.extend(check_plugin_config_file(path, f));
+                continue;
             }
-            Input::Unknown(message) => {
-                findings.push(Finding::file(display_path(path), "<file>", message))
+            Input::Unknown(message) => Err(Finding::file(display_path(path), "<file>", message)),
+        };
+        match resources {
+            Ok(resources) => {
+                let report = wasmplugin::check_all(&resources);
+                checked += report.checked;
+                skipped.extend(report.skipped);
+                findings.extend(report.findings);
             }
+            Err(f) => findings.push(f),
         }
     }
 
@@ -139,6 +130,8 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
 
 enum Input {
     Kustomization(PathBuf),
+    /// A folder without a kustomization: every YAML file in it.
+    Folder,
     Manifest,
     PluginConfig(&'static filters::Filter),
     Unknown(String),
@@ -146,7 +139,10 @@ enum Input {
 
 fn input_kind(path: &Path, filter: Option<&'static filters::Filter>) -> Input {
     if path.is_dir() {
-        return Input::Kustomization(path.to_path_buf());
+        return match kustomize::kustomization_file(path) {
+            Some(_) => Input::Kustomization(path.to_path_buf()),
+            None => Input::Folder,
+        };
     }
     if !path.is_file() {
         return Input::Unknown("no such file or folder".into());
@@ -178,6 +174,37 @@ fn input_kind(path: &Path, filter: Option<&'static filters::Filter>) -> Input {
         }
         None => Input::Manifest,
     }
+}
+
+fn manifest_file(path: &Path) -> Result<Vec<Resource>, Finding> {
+    let docs =
+        yaml::read_documents(path).map_err(|m| Finding::file(display_path(path), "<root>", m))?;
+    Ok(docs.into_iter().map(|d| Resource::new(d, path)).collect())
+}
+
+/// Every `.yaml` / `.yml` under `dir`, in path order; checked together, so
+/// the chain order is checked across files too.
+fn manifest_folder(dir: &Path) -> Result<Vec<Resource>, Finding> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| Finding::file(display_path(&d), "<dir>", e.to_string()))?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                pending.push(p);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut resources = Vec::new();
+    for f in &files {
+        resources.extend(manifest_file(f)?);
+    }
+    Ok(resources)
 }
 
 fn check_plugin_config_file(path: &Path, filter: &filters::Filter) -> Vec<Finding> {
