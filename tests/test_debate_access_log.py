@@ -568,3 +568,32 @@ def test_shipped_bootstrap_logs_through_the_whole_chain(envoy_factory, upstream)
     line = only_line(envoy)
     assert (line["status"], line["auth_result"]) == (401, "denied")
     assert (line["debate_id"], line["trace_id"]) == ("d-chain", TRACE_ID)
+
+
+def test_jsonrpc_errors_inside_200_responses_are_errors(envoy_factory, upstream):
+    """MCP errors come back with HTTP 200: a JSON-RPC error in a JSON body,
+    a tool result with isError in an SSE stream. Both are logged even at
+    success_rate 0, with what went wrong; plain successes are sampled out."""
+    sse_tool_error = [
+        b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
+        b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"res",
+        b"ult\":{\"content\":[{\"type\":\"text\",\"text\":\"no such debate\"}],\"isError\":true}}\n\n",
+    ]
+    replies = {
+        1: Reply(body=b'{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"unknown tool"}}'),
+        2: Reply(headers=[("content-type", "text/event-stream")], body=sse_tool_error, chunk_delay=0.02),
+        3: Reply(body=b'{"jsonrpc":"2.0","id":3,"result":{"content":[]}}'),
+        4: Reply(headers=[("content-type", "text/event-stream")],
+                 body=[b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n"]),
+    }
+    upstream.responder = lambda req: replies[req.json()["id"]]
+    envoy = start(envoy_factory, {"sampling": {"success_rate": 0}})
+    for i in (1, 2, 3, 4):
+        r = envoy.mcp_call("tools/call", CALL_PARAMS, id=i)
+        assert r.status == 200
+    lines = envoy.access_log(expect=2)
+    time.sleep(0.3)
+    lines = envoy.access_log()
+    assert [(l["jsonrpc_id"], l["jsonrpc_error"]) for l in lines] == [("1", "-32602"), ("2", "tool_error")]
+    assert all(l["status"] == 200 and l["sample_rate"] == "1" for l in lines)
+    assert envoy.metric("mcp_access_log_requests_total", decision="dropped") == 2

@@ -3,6 +3,7 @@
 //! ```json
 //! {
 //!   "max_body_bytes": 16384,
+//!   "max_response_body_bytes": 16384,
 //!   "debate_id_sources": [
 //!     {"path_pattern": "/debates/{debate_id}"},
 //!     {"header": "x-debate-id"},
@@ -42,6 +43,9 @@ pub struct Config {
     /// Largest request body prefix read for MCP facts (method, tool, JSON-RPC
     /// id, debate id). 0 turns body reading off.
     pub max_body_bytes: usize,
+    /// Largest part of a JSON-RPC response (JSON or SSE) read for MCP
+    /// errors (`error`, tool `isError`). 0 turns response reading off.
+    pub max_response_body_bytes: usize,
     /// Where the debate id comes from, tried in order; the first that yields
     /// a value wins.
     pub debate_id_sources: Vec<DebateIdSource>,
@@ -58,6 +62,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 * 1024,
+            max_response_body_bytes: 16 * 1024,
             debate_id_sources: vec![
                 DebateIdSource::PathPattern("/debates/{debate_id}".into()),
                 DebateIdSource::Header("x-debate-id".into()),
@@ -122,6 +127,7 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_body_bytes: usize,
+    pub max_response_body_bytes: usize,
     pub sources: Vec<Source>,
     pub session_header: String,
     pub max_value_len: usize,
@@ -135,6 +141,12 @@ impl Config {
         if self.max_body_bytes > MAX_BODY_CAP {
             return Err(ConfigError::new(
                 "max_body_bytes",
+                format!("must be at most {MAX_BODY_CAP}"),
+            ));
+        }
+        if self.max_response_body_bytes > MAX_BODY_CAP {
+            return Err(ConfigError::new(
+                "max_response_body_bytes",
                 format!("must be at most {MAX_BODY_CAP}"),
             ));
         }
@@ -158,6 +170,7 @@ impl Config {
         }
         Ok(Settings {
             max_body_bytes: self.max_body_bytes,
+            max_response_body_bytes: self.max_response_body_bytes,
             sources,
             session_header: self.session_header.clone(),
             max_value_len: self.max_value_len,
@@ -174,9 +187,14 @@ impl Validate for Config {
 }
 
 impl Settings {
-    /// True when some source reads the body.
+    /// True when request bodies are read.
     pub fn wants_body(&self) -> bool {
         self.max_body_bytes > 0
+    }
+
+    /// True when JSON-RPC responses are read for errors.
+    pub fn watches_responses(&self) -> bool {
+        self.max_response_body_bytes > 0
     }
 }
 
@@ -255,6 +273,7 @@ mod tests {
         .compile()
         .unwrap();
         assert!(!s.wants_body());
+        assert!(s.watches_responses());
         assert_eq!(s.sources, vec![Source::Header("x-debate".into())]);
         assert_eq!(s.max_value_len, 64);
         assert_eq!(s.success_rate, 0.25);
@@ -268,6 +287,10 @@ mod tests {
             "max_body_bytes: must be at most 1048576"
         );
         assert!(err(r#"{"max_body_bytes": "lots"}"#).starts_with("max_body_bytes: invalid type"));
+        assert_eq!(
+            err(r#"{"max_response_body_bytes": 1048577}"#),
+            "max_response_body_bytes: must be at most 1048576"
+        );
         assert_eq!(
             err(r#"{"max_value_len": 0}"#),
             "max_value_len: must be between 1 and 256"

@@ -4,6 +4,7 @@
 
 use crate::config::{Config, Settings};
 use crate::record::{self, BodyFacts, Headers};
+use crate::response_watch::ResponseWatch;
 use crate::sampling::{Outcome, Verdict};
 use crate::stats;
 use mesh_core::body_prefix::BodyPrefix;
@@ -73,8 +74,10 @@ impl RootContext for Root {
         Some(Box::new(Request {
             settings,
             counters,
+            jsonrpc: false,
             prefix: None,
             body: BodyFacts::default(),
+            response: None,
         }))
     }
 }
@@ -82,9 +85,13 @@ impl RootContext for Root {
 struct Request {
     settings: Rc<Settings>,
     counters: Rc<Counters>,
+    /// The request is a JSON-RPC POST with a body.
+    jsonrpc: bool,
     /// The start of a JSON-RPC request body, until `on_log` parses it.
     prefix: Option<BodyPrefix>,
     body: BodyFacts,
+    /// Looks for an MCP error in the response to a JSON-RPC request.
+    response: Option<ResponseWatch>,
 }
 
 impl Request {
@@ -107,6 +114,7 @@ impl Request {
         Outcome {
             status: number(vec!["response", "code"]).and_then(|c| u32::try_from(c).ok()),
             flags: number(vec!["response", "flags"]).unwrap_or(0),
+            rpc_error: self.response.as_ref().and_then(ResponseWatch::error),
         }
     }
 }
@@ -115,7 +123,8 @@ impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        if end_of_stream || !self.settings.wants_body() {
+        let settings = &self.settings;
+        if end_of_stream || !(settings.wants_body() || settings.watches_responses()) {
             return Action::Continue;
         }
         let method = self
@@ -123,8 +132,44 @@ impl HttpContext for Request {
             .unwrap_or_default();
         let content_type = self.get_http_request_header_bytes("content-type");
         let content_type = content_type.as_deref().map(String::from_utf8_lossy);
-        if jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(&method), content_type.as_deref()) {
+        self.jsonrpc =
+            jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(&method), content_type.as_deref());
+        if self.jsonrpc && self.settings.wants_body() {
             self.prefix = Some(BodyPrefix::new(self.settings.max_body_bytes));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        if !self.jsonrpc || end_of_stream || !self.settings.watches_responses() {
+            return Action::Continue;
+        }
+        let header = |name: &str| {
+            self.get_http_response_header_bytes(name)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let encoding = header("content-encoding");
+        self.response = ResponseWatch::new(
+            &content_type,
+            encoding.as_deref(),
+            self.settings.max_response_body_bytes,
+        );
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, chunk_len: usize, end_of_stream: bool) -> Action {
+        // Always Continue: SSE events reach the client as they come.
+        let Some(watch) = self.response.as_ref() else {
+            return Action::Continue;
+        };
+        let room = watch.room(chunk_len);
+        if room == 0 {
+            return Action::Continue;
+        }
+        let copied = self.get_http_response_body(0, room).unwrap_or_default();
+        if let Some(watch) = self.response.as_mut() {
+            watch.push(&copied, chunk_len, end_of_stream);
         }
         Action::Continue
     }
@@ -161,6 +206,9 @@ impl HttpContext for Request {
         // being read (the response came first, or the stream reset) yields
         // what its prefix holds.
         self.finish_body();
+        if let Some(watch) = self.response.as_mut() {
+            watch.finish();
+        }
         let outcome = self.outcome();
         let mut request = |name: &str| self.get_http_request_header_bytes(name);
         let mut response = |name: &str| self.get_http_response_header_bytes(name);

@@ -7,13 +7,15 @@
 //! there covers every request, including those that auth or rate limiting
 //! answered before this filter saw them, and those whose upstream reset.
 //!
-//! `config`, `path_pattern`, `trace_context`, `sampling`, `record` and `stats` are
+//! `config`, `path_pattern`, `trace_context`, `sampling`, `record`,
+//! `response_watch` and `stats` are
 //! host-free and tested natively; the proxy-wasm glue in `filter` only exists
 //! in the wasm build.
 
 pub mod config;
 pub mod path_pattern;
 pub mod record;
+pub mod response_watch;
 pub mod sampling;
 pub mod stats;
 pub mod trace_context;

@@ -8,6 +8,7 @@
 //! the log phase).
 
 use crate::config::{Settings, Source};
+use crate::response_watch::error_text;
 use crate::sampling::{self, Outcome, SampleKey, Verdict};
 use crate::trace_context::{self, TraceContext};
 use mesh_core::identity::state;
@@ -54,6 +55,11 @@ pub fn record(
     if let Some(facts) = facts {
         push_mcp_facts(&mut out, facts, max);
     }
+    push(
+        &mut out,
+        state::JSONRPC_ERROR,
+        outcome.rpc_error.map(error_text),
+    );
     if body.truncated || facts.is_some_and(|f| f.truncated) {
         out.push((state::BODY_TRUNCATED, "1".into()));
     }
@@ -239,6 +245,7 @@ mod tests {
     const OK: Outcome = Outcome {
         status: Some(200),
         flags: 0,
+        rpc_error: None,
     };
     const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_argument","arguments":{"debate_id":"d-body","text":"x"}}}"#;
 
@@ -390,6 +397,7 @@ mod tests {
             Outcome {
                 status: Some(429),
                 flags: 0,
+                rpc_error: None,
             },
         );
         assert_eq!(denied[state::LOG_SAMPLED], "1");

@@ -1,10 +1,12 @@
 //! Which requests get an access-log line.
 //!
-//! Errors and denials always do: status >= 400, no response at all, or any
+//! Errors and denials always do: status >= 400, no response at all, any
 //! Envoy response flag (upstream reset, timeout, no route, downstream
-//! disconnect, ...). Successful requests are sampled at a configured rate,
+//! disconnect, ...), or a JSON-RPC / tool error inside a 200 response. Successful requests are sampled at a configured rate,
 //! deterministically per trace so that every sidecar on a debate's trace
 //! keeps or drops its line together.
+
+use mesh_core::jsonrpc::ResponseError;
 
 /// The verdict, written to filter state for the access log's CEL filter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,18 +35,22 @@ pub enum SampleKey<'a> {
     None,
 }
 
-/// How the request ended, as Envoy saw it.
+/// How the request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Outcome {
     /// HTTP status sent downstream; `None` or 0 when no response was sent.
     pub status: Option<u32>,
     /// Envoy's response-flag bitmask (`%RESPONSE_FLAGS%`).
     pub flags: u64,
+    /// An MCP-level error inside the response (JSON-RPC error, tool error).
+    pub rpc_error: Option<ResponseError>,
 }
 
 impl Outcome {
     pub fn is_error(&self) -> bool {
-        self.flags != 0 || self.status.is_none_or(|s| s == 0 || s >= 400)
+        self.rpc_error.is_some()
+            || self.flags != 0
+            || self.status.is_none_or(|s| s == 0 || s >= 400)
     }
 }
 
@@ -95,6 +101,7 @@ mod tests {
     const OK: Outcome = Outcome {
         status: Some(200),
         flags: 0,
+        rpc_error: None,
     };
 
     #[test]
@@ -103,26 +110,37 @@ mod tests {
             Outcome {
                 status: Some(401),
                 flags: 0,
+                rpc_error: None,
             },
             Outcome {
                 status: Some(429),
                 flags: 0,
+                rpc_error: None,
             },
             Outcome {
                 status: Some(503),
                 flags: 0,
+                rpc_error: None,
             },
             Outcome {
                 status: Some(200),
                 flags: 0x10,
+                rpc_error: None,
             },
             Outcome {
                 status: Some(0),
                 flags: 0,
+                rpc_error: None,
             },
             Outcome {
                 status: None,
                 flags: 0,
+                rpc_error: None,
+            },
+            Outcome {
+                status: Some(200),
+                flags: 0,
+                rpc_error: Some(ResponseError::ToolError),
             },
         ] {
             assert_eq!(
@@ -146,7 +164,7 @@ mod tests {
             decide(
                 Outcome {
                     status: Some(302),
-                    flags: 0
+                    ..OK
                 },
                 0.0,
                 false,

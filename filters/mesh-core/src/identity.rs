@@ -36,6 +36,9 @@ pub mod state {
     pub const SESSION_ID: &str = "mcp_session_id";
     /// Number of JSON-RPC messages when the body is a batch.
     pub const BATCH_SIZE: &str = "mcp_batch_size";
+    /// What the JSON-RPC response said went wrong: the error code
+    /// (`-32602`), `error` (no code) or `tool_error` (`result.isError`).
+    pub const JSONRPC_ERROR: &str = "mcp_jsonrpc_error";
     /// "1" when the MCP facts come from a body cut at debate-access-log's cap.
     pub const BODY_TRUNCATED: &str = "mcp_body_truncated";
     /// W3C trace id (32 hex) and the caller's span id (16 hex), from

@@ -89,6 +89,43 @@ pub fn parse_prefix(body: &[u8]) -> Option<RequestFacts> {
     Some(facts)
 }
 
+/// What a JSON-RPC response says went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// A JSON-RPC `error` with this `code` (-32602 invalid params, ...).
+    Code(i64),
+    /// An `error` without an integer code.
+    Unspecified,
+    /// An MCP tool result with `"isError": true` (the call ran and failed).
+    ToolError,
+}
+
+/// The first error in a JSON-RPC response or batch of responses (a body cut
+/// anywhere is read as far as it goes, like [`parse_prefix`]).
+pub fn response_error(body: &[u8]) -> Option<ResponseError> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(_) => serde_json::from_slice(&close_truncated(body)?).ok()?,
+    };
+    match &value {
+        Value::Array(items) => items.iter().find_map(message_error),
+        message => message_error(message),
+    }
+}
+
+fn message_error(message: &Value) -> Option<ResponseError> {
+    if let Some(error) = message.get("error").filter(|e| !e.is_null()) {
+        return Some(
+            error
+                .get("code")
+                .and_then(Value::as_i64)
+                .map_or(ResponseError::Unspecified, ResponseError::Code),
+        );
+    }
+    let is_error = message.pointer("/result/isError").and_then(Value::as_bool);
+    (is_error == Some(true)).then_some(ResponseError::ToolError)
+}
+
 fn facts_of(value: Value) -> Option<RequestFacts> {
     let (items, batch_len) = match value {
         Value::Array(items) => {
@@ -417,5 +454,39 @@ mod tests {
         assert_eq!(close(r#"{"a"#).as_deref(), Some("{}"));
         assert_eq!(close(r#"{"a":1}"#), None);
         assert_eq!(close("nul"), None);
+    }
+
+    #[test]
+    fn response_errors() {
+        let err = |b: &[u8]| response_error(b);
+        assert_eq!(
+            err(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad"}}"#),
+            Some(ResponseError::Code(-32602))
+        );
+        assert_eq!(
+            err(br#"{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}"#),
+            Some(ResponseError::Unspecified)
+        );
+        assert_eq!(
+            err(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#),
+            Some(ResponseError::ToolError)
+        );
+        assert_eq!(
+            err(br#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":2,"error":{"code":-32601}}]"#),
+            Some(ResponseError::Code(-32601))
+        );
+        for ok in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"isError":false}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"result":{},"error":null}"#,
+            b"not json",
+            b"",
+        ] {
+            assert_eq!(err(ok), None, "{ok:?}");
+        }
+        // Cut after the error member: still read.
+        assert_eq!(
+            err(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"a long mess"#),
+            Some(ResponseError::Code(-32000))
+        );
     }
 }
