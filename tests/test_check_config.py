@@ -140,7 +140,10 @@ def test_json_schemas_accept_the_shipped_configs_and_catch_typos(overlay):
     for plugin in plugins(overlay):
         name = plugin["spec"]["pluginName"]
         schema = json.loads((REPO / "schemas" / f"{name}.json").read_text())
-        validator = jsonschema.validators.validator_for(schema)(schema)
+        cls = jsonschema.validators.validator_for(schema)
+        assert cls is jsonschema.Draft202012Validator
+        cls.check_schema(schema)  # a valid JSON Schema itself
+        validator = cls(schema)
         config = plugin["spec"]["pluginConfig"]
         assert not list(validator.iter_errors(config)), (plugin["metadata"]["name"], [e.message for e in validator.iter_errors(config)])
         typo = {**config, "max_body_byte": 1}
