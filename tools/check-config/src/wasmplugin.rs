@@ -282,7 +282,7 @@ fn check_order(plugins: &[(&Resource, &Filter)], out: &mut Vec<Finding>) {
                     second,
                     "spec.priority",
                     format!(
-                        "same phase and priority as {} ({}): their order on a shared workload is undefined; {} must run first",
+                        "same phase and priority as {} ({}): Istio then orders them by name, so a rename would reorder the chain; give {} the higher priority",
                         first.id(),
                         ff.name,
                         ff.name
@@ -437,7 +437,9 @@ mod tests {
             plugin("tok", "token-usage-metrics", "STATS", 10, json!({})),
         ]);
         assert!(
-            report.findings[0].message.contains("undefined"),
+            report.findings[0]
+                .message
+                .contains("same phase and priority"),
             "{:?}",
             report.findings
         );
