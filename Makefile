@@ -19,6 +19,7 @@ RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/d
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
 .PHONY: check-config-bin schemas pin-digests mesh-config oci-tools
+.PHONY: redis
 
 ## Toolchain and virtualenv -------------------------------------------------
 
@@ -32,8 +33,16 @@ $(VENV)/.stamp: requirements.txt local/demo/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+# redis-server for the global rate-limit tests (tests/test_global_rate_limit.py
+# starts its own on a free loopback port): Debian's package, installed once.
+.tools/redis.stamp:
+	@mkdir -p .tools
+	command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+	@touch $@
+
 wasm-target: .tools/wasm-target.stamp
 venv: $(VENV)/.stamp
+redis: .tools/redis.stamp
 tools: wasm-target venv
 
 ## Build ---------------------------------------------------------------------
@@ -56,7 +65,7 @@ test-unit:
 	$(CARGO) test --workspace --locked
 
 # Integration tests: a real Envoy 1.40 per test, real HTTP traffic.
-test-integration: build venv check-config-bin oci-tools
+test-integration: build venv check-config-bin oci-tools redis
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: wasm-target

@@ -108,15 +108,16 @@ pub fn charge_local(
     LocalResult { result, overflowed }
 }
 
-/// The decision for a limiter answer (`Ok(allowed?)`) or failure.
-pub fn decide(mode: Mode, failure_mode: FailMode, allowed: Result<bool, Failure>) -> Decision {
+/// The decision for a limiter answer (`Some(allowed?)`), or `None` when the
+/// limiter (shared data, the rate-limit service) failed.
+pub fn decide(mode: Mode, failure_mode: FailMode, allowed: Option<bool>) -> Decision {
     match (allowed, mode, failure_mode) {
-        (Ok(true), _, _) => Decision::Allowed,
-        (Ok(false), Mode::Enforce, _) => Decision::Limited,
-        (Ok(false), Mode::Shadow, _) => Decision::ShadowLimited,
+        (Some(true), _, _) => Decision::Allowed,
+        (Some(false), Mode::Enforce, _) => Decision::Limited,
+        (Some(false), Mode::Shadow, _) => Decision::ShadowLimited,
         // Shadow never rejects, even when failing closed.
-        (Err(_), Mode::Shadow, _) | (Err(_), _, FailMode::Open) => Decision::FailOpen,
-        (Err(_), Mode::Enforce, FailMode::Closed) => Decision::FailClosed,
+        (None, Mode::Shadow, _) | (None, _, FailMode::Open) => Decision::FailOpen,
+        (None, Mode::Enforce, FailMode::Closed) => Decision::FailClosed,
     }
 }
 
@@ -194,11 +195,11 @@ mod tests {
     #[test]
     fn decisions() {
         use Decision::*;
-        let e = Err(Failure::CasExhausted);
-        assert_eq!(decide(Mode::Enforce, FailMode::Open, Ok(true)), Allowed);
-        assert_eq!(decide(Mode::Enforce, FailMode::Open, Ok(false)), Limited);
+        let e = None;
+        assert_eq!(decide(Mode::Enforce, FailMode::Open, Some(true)), Allowed);
+        assert_eq!(decide(Mode::Enforce, FailMode::Open, Some(false)), Limited);
         assert_eq!(
-            decide(Mode::Shadow, FailMode::Open, Ok(false)),
+            decide(Mode::Shadow, FailMode::Open, Some(false)),
             ShadowLimited
         );
         assert_eq!(decide(Mode::Enforce, FailMode::Open, e), FailOpen);

@@ -1,8 +1,10 @@
 //! proxy-wasm glue: reads the few headers the rules need, charges the bucket
 //! through shared data, applies the decision.
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Limiter, Mode};
 use crate::decide::{self, Decision, LocalReply};
+use crate::global::Facts;
+use crate::rls;
 use crate::rules::{Classified, Rules, Target};
 use crate::store::{self, ReadError, SetError, SharedStore};
 use mesh_core::identity::state;
@@ -16,7 +18,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -50,7 +52,12 @@ impl SharedStore for HostStore {
 struct Counters {
     by_plan: BTreeMap<String, Vec<Counter>>,
     overflow: Counter,
+    /// `mcp_ratelimit_service_errors_total{reason}`: rate-limit service calls
+    /// that gave no answer (the request then went the failure_mode way).
+    service_errors: Vec<(&'static str, Counter)>,
 }
+
+const SERVICE_ERRORS: [&str; 4] = ["timeout", "unavailable", "error", "bad_response"];
 
 const NO_PLAN: &str = "none";
 
@@ -73,9 +80,23 @@ impl Counters {
                 .collect();
             by_plan.insert(plan, counters);
         }
+        let service_errors = SERVICE_ERRORS
+            .iter()
+            .map(|reason| {
+                let name = labeled("mcp_ratelimit_service_errors_total", &[("reason", reason)]);
+                (*reason, Counter::define(&name))
+            })
+            .collect();
         Self {
             by_plan,
             overflow: Counter::define("mcp_ratelimit_bucket_overflow_total"),
+            service_errors,
+        }
+    }
+
+    fn service_error(&self, reason: &str) {
+        if let Some((_, c)) = self.service_errors.iter().find(|(r, _)| *r == reason) {
+            c.inc();
         }
     }
 
@@ -129,6 +150,8 @@ impl RootContext for Root {
             jsonrpc: false,
             target: None,
             waiting_for_body: false,
+            jsonrpc_id: None,
+            pending_global: None,
             response_headers: Vec::new(),
         }))
     }
@@ -143,10 +166,58 @@ struct Request {
     target: Option<Target>,
     /// A cost rule needs the JSON-RPC method / tool: decide in the body.
     waiting_for_body: bool,
+    /// The JSON-RPC id, once the body was read (echoed in error answers).
+    jsonrpc_id: Option<Value>,
+    /// Policy name of a request waiting for the rate-limit service, and when
+    /// the call was sent.
+    pending_global: Option<(String, u64)>,
     response_headers: Vec<(&'static str, String)>,
 }
 
-impl Context for Request {}
+impl Context for Request {
+    /// The rate-limit service answered (or failed, or timed out).
+    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+        let Some((policy, sent_ns)) = self.pending_global.take() else {
+            return;
+        };
+        let answer = if status_code == 0 {
+            let body = self
+                .get_grpc_call_response_body(0, response_size)
+                .unwrap_or_default();
+            match rls::decode_response(&body) {
+                Ok(r) if r.overall == rls::Code::OverLimit => Ok((false, r.quota())),
+                Ok(r) if r.overall == rls::Code::Ok => Ok((true, r.quota())),
+                _ => Err("bad_response"),
+            }
+        } else {
+            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED (4)
+            // or, once the stream is up, as UNAVAILABLE (14, from the 504 of
+            // its own timeout). The clock the host gives us is coarse (timeouts
+            // measured 12-24 ms for a 20 ms deadline) while a refused or reset
+            // connection fails within a millisecond or two, so an UNAVAILABLE
+            // after half the deadline counts as a timeout. This only picks the
+            // `reason` label; the failure mode applies either way. (The SDK's
+            // get_grpc_status would tell, but panics on a non-UTF-8 message.)
+            let timeout_ns = self
+                .shared
+                .config
+                .global
+                .as_ref()
+                .map_or(0, |g| g.timeout_ms.saturating_mul(1_000_000));
+            let elapsed = self.now_ns().saturating_sub(sent_ns);
+            Err(match status_code {
+                4 => "timeout",
+                14 if elapsed >= timeout_ns / 2 => "timeout",
+                14 => "unavailable",
+                _ => "error",
+            })
+        };
+        let action = self.global_answer(&policy, answer);
+        if action == Action::Continue {
+            self.resume_http_request();
+        }
+    }
+}
 
 impl Request {
     fn now_ns(&self) -> u64 {
@@ -168,16 +239,36 @@ impl Request {
         self.shared.config.max_body_bytes
     }
 
-    /// Charges the bucket and applies the decision.
+    /// Charges the request's cost where the config says and applies the
+    /// decision (or pauses for the rate-limit service).
     fn run(&mut self, cost: u64, facts: Option<&RequestFacts>) -> Action {
         let Some(target) = self.target.clone() else {
             return Action::Continue;
         };
+        match self.shared.config.limiter {
+            Limiter::Local => self.run_local(&target, cost, true),
+            Limiter::Global => self.call_global(&target, cost, facts),
+            Limiter::LocalThenGlobal => {
+                // The cheap local check first; only what it lets through asks
+                // the service (whose answer is the one counted).
+                let local = self.run_local(&target, cost, false);
+                if local == Action::Continue {
+                    self.call_global(&target, cost, facts)
+                } else {
+                    local
+                }
+            }
+        }
+    }
+
+    /// The local bucket. `final_say`: record and apply every decision; else
+    /// (local_then_global) only a rejection is recorded and applied.
+    fn run_local(&mut self, target: &Target, cost: u64, final_say: bool) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
         let local = decide::charge_local(
             &HostStore,
-            &target,
+            target,
             cost,
             self.now_ns(),
             config.max_cas_retries,
@@ -189,7 +280,7 @@ impl Request {
         let decision = decide::decide(
             config.mode,
             config.failure_mode,
-            local.result.map(|o| o.allowed),
+            local.result.ok().map(|o| o.allowed),
         );
         if let Err(failure) = local.result {
             mesh_host::log(
@@ -198,10 +289,81 @@ impl Request {
             );
         }
         if decision == Decision::ShadowLimited {
-            self.log_shadow(&target, cost);
+            self.log_shadow(target, cost);
+        }
+        if !final_say && !decision.rejects() {
+            return Action::Continue;
         }
         let quota = local.result.ok().map(|o| o.quota);
-        self.finish(decision, &target.policy, quota, facts)
+        self.finish(decision, &target.policy, quota)
+    }
+
+    /// Asks the rate-limit service; the request waits for its answer.
+    fn call_global(&mut self, target: &Target, cost: u64, facts: Option<&RequestFacts>) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let Some(global) = shared.config.global.as_ref() else {
+            return self.finish(Decision::Allowed, &target.policy, None);
+        };
+        let descriptors = global.descriptors(&Facts {
+            target,
+            http_method: &self.method,
+            body: facts,
+        });
+        if cost == 0 || descriptors.is_empty() {
+            return self.finish(Decision::Allowed, &target.policy, None);
+        }
+        let message = rls::encode_request(&global.domain, &descriptors, cost);
+        let call = self.dispatch_grpc_call(
+            &global.cluster,
+            rls::SERVICE,
+            rls::METHOD,
+            Vec::new(),
+            Some(&message),
+            Duration::from_millis(global.timeout_ms),
+        );
+        match call {
+            Ok(_token) => {
+                self.pending_global = Some((target.policy.clone(), self.now_ns()));
+                Action::Pause
+            }
+            // Unknown cluster, no healthy host: failure_mode.
+            Err(_) => self.global_answer(&target.policy, Err("unavailable")),
+        }
+    }
+
+    /// Applies the service's answer: `Ok((allowed, quota))` or an error reason.
+    fn global_answer(
+        &mut self,
+        policy: &str,
+        answer: Result<(bool, Option<Quota>), &'static str>,
+    ) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let config = &shared.config;
+        let failure_mode = config
+            .global
+            .as_ref()
+            .and_then(|g| g.failure_mode)
+            .unwrap_or(config.failure_mode);
+        let (allowed, quota) = match answer {
+            Ok((allowed, quota)) => (Some(allowed), quota),
+            Err(reason) => {
+                shared.counters.service_error(reason);
+                (None, None)
+            }
+        };
+        let decision = decide::decide(config.mode, failure_mode, allowed);
+        if let Err(reason) = answer {
+            mesh_host::log(
+                LogLevel::Warn,
+                &format!("rate-limit service {reason}: {}", decision.as_str()),
+            );
+        }
+        if decision == Decision::ShadowLimited {
+            if let Some(target) = self.target.clone() {
+                self.log_shadow(&target, 0);
+            }
+        }
+        self.finish(decision, policy, quota)
     }
 
     fn log_shadow(&self, target: &Target, cost: u64) {
@@ -218,13 +380,7 @@ impl Request {
 
     /// Records the decision (counter, filter state), then answers or lets
     /// the request through.
-    fn finish(
-        &mut self,
-        decision: Decision,
-        policy: &str,
-        quota: Option<Quota>,
-        facts: Option<&RequestFacts>,
-    ) -> Action {
+    fn finish(&mut self, decision: Decision, policy: &str, quota: Option<Quota>) -> Action {
         self.shared.counters.inc(policy, decision);
         mesh_host::set_state(state::RATELIMIT_RESULT, decision.as_str());
         if let Some(q) = &quota {
@@ -241,13 +397,12 @@ impl Request {
         }
         // JSON-RPC errors echo the id when the body was read, else carry
         // `"id": null` (JSON-RPC 2.0: id not determinable).
-        let null = Value::Null;
-        let id = match facts.and_then(|f| f.id.as_ref()) {
-            Some(id) => Some(id),
-            None if self.jsonrpc => Some(&null),
+        let id = match &self.jsonrpc_id {
+            Some(id) => Some(id.clone()),
+            None if self.jsonrpc => Some(Value::Null),
             None => None,
         };
-        if let Some(reply) = decide::reply(decision, policy, quota.as_ref(), id) {
+        if let Some(reply) = decide::reply(decision, policy, quota.as_ref(), id.as_ref()) {
             send(&reply);
         }
         Action::Pause
@@ -259,13 +414,16 @@ impl Request {
     fn precheck_rejects(&mut self) -> Option<Action> {
         let target = self.target.clone()?;
         let shared = Rc::clone(&self.shared);
+        if shared.config.limiter == Limiter::Global {
+            return None;
+        }
         let min = shared.rules.min_cost(&self.path, &self.method);
         let outcome =
             store::peek(&HostStore, &target.key, &target.limit, min, self.now_ns()).ok()?;
         if outcome.allowed || shared.config.mode == Mode::Shadow {
             return None;
         }
-        Some(self.finish(Decision::Limited, &target.policy, Some(outcome.quota), None))
+        Some(self.finish(Decision::Limited, &target.policy, Some(outcome.quota)))
     }
 
     /// The body (up to the cap) is here: cost it and decide.
@@ -275,6 +433,7 @@ impl Request {
         let facts = self
             .get_http_request_body(0, take)
             .and_then(|bytes| jsonrpc::parse_prefix(&bytes));
+        self.jsonrpc_id = facts.as_ref().and_then(|f| f.id.clone());
         let cost = self
             .shared
             .rules
@@ -310,15 +469,24 @@ impl HttpContext for Request {
             .rules
             .classify(org.as_deref(), plan.as_deref(), &self.path)
         {
-            Classified::NoIdentity => self.finish(Decision::NoIdentity, NO_PLAN, None, None),
+            Classified::NoIdentity => self.finish(Decision::NoIdentity, NO_PLAN, None),
             Classified::Charge(target) => {
                 self.target = Some(target);
+                let global_needs_body = shared.config.limiter != Limiter::Local
+                    && shared
+                        .config
+                        .global
+                        .as_ref()
+                        .is_some_and(|g| g.needs_body());
                 let needs_body = self.jsonrpc
                     && !end_of_stream
                     && self.body_cap() > 0
-                    && shared
-                        .rules
-                        .needs_body(&self.path, &self.method, Some("application/json"));
+                    && (global_needs_body
+                        || shared.rules.needs_body(
+                            &self.path,
+                            &self.method,
+                            Some("application/json"),
+                        ));
                 if !needs_body {
                     let cost = shared.rules.cost(&self.path, &self.method, None);
                     return self.run(cost, None);

@@ -1,14 +1,112 @@
-//! Global mode: the configuration of the rate-limit service (issue 5).
+//! Global mode: one limit across every replica, through Envoy's rate-limit
+//! service protocol (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`,
+//! served by envoyproxy/ratelimit and Kuadrant Limitador, both on Redis).
+//!
+//! ```json
+//! "global": {
+//!   "cluster": "ratelimit",
+//!   "domain": "mcp",
+//!   "timeout_ms": 20,
+//!   "descriptors": [
+//!     [{"key": "plan", "from": "plan"}, {"key": "org_id", "from": "org"}],
+//!     [{"key": "org_id", "from": "org"}, {"key": "tool", "from": "tool"}]
+//!   ]
+//! }
+//! ```
+//!
+//! As with Envoy's ratelimit filter, a descriptor one of whose entries has no
+//! value for this request (no tool outside `tools/call`) is not sent; a request
+//! with no descriptor left is not limited globally. `hits_addend` is the
+//! request's cost.
 
+use crate::config::FailMode;
+use crate::rules::{Target, ANONYMOUS};
 use mesh_core::config_error::ConfigError;
+use mesh_core::jsonrpc::RequestFacts;
 use serde::Deserialize;
+
+/// Where a descriptor entry's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The organization (`anonymous` for the shared anonymous bucket).
+    Org,
+    /// The plan the request is charged under (or `organization`).
+    Plan,
+    /// The route class (`default` when none matches).
+    RouteClass,
+    /// The JSON-RPC method (body read up to `max_body_bytes`).
+    McpMethod,
+    /// The tool of a `tools/call`.
+    Tool,
+    /// The HTTP method.
+    HttpMethod,
+}
+
+impl Source {
+    fn needs_body(self) -> bool {
+        matches!(self, Source::McpMethod | Source::Tool)
+    }
+}
+
+/// `{"key": "org_id", "from": "org"}` or `{"key": "tier", "value": "gold"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorEntry {
+    pub key: String,
+    #[serde(default)]
+    pub from: Option<Source>,
+    /// A fixed value (like Envoy's `generic_key`).
+    #[serde(default)]
+    pub value: Option<String>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
-    /// Envoy cluster (HTTP/2) of the envoy.service.ratelimit.v3 service.
+    /// Envoy cluster (HTTP/2) of the rate-limit service.
     pub cluster: String,
+    /// `RateLimitRequest.domain` (the Limitador namespace).
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Per-call deadline; then `failure_mode` applies.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_descriptors")]
+    pub descriptors: Vec<Vec<DescriptorEntry>>,
+    /// Overrides the top-level `failure_mode` for service errors and timeouts.
+    #[serde(default)]
+    pub failure_mode: Option<FailMode>,
+}
+
+fn default_domain() -> String {
+    "mcp".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    20
+}
+
+fn default_descriptors() -> Vec<Vec<DescriptorEntry>> {
+    let entry = |key: &str, from| DescriptorEntry {
+        key: key.into(),
+        from: Some(from),
+        value: None,
+    };
+    vec![vec![
+        entry("plan", Source::Plan),
+        entry("org_id", Source::Org),
+    ]]
+}
+
+/// What the descriptors can be built from, for one request.
+pub struct Facts<'a> {
+    pub target: &'a Target,
+    pub http_method: &'a str,
+    pub body: Option<&'a RequestFacts>,
 }
 
 impl GlobalConfig {
@@ -19,6 +117,191 @@ impl GlobalConfig {
                 "must not be empty",
             ));
         }
+        if self.domain.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.domain"),
+                "must not be empty",
+            ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(ConfigError::new(
+                format!("{field}.timeout_ms"),
+                "must be 1..=60000",
+            ));
+        }
+        if self.descriptors.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.descriptors"),
+                "must not be empty",
+            ));
+        }
+        for (i, d) in self.descriptors.iter().enumerate() {
+            if d.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.descriptors[{i}]"),
+                    "needs at least one entry",
+                ));
+            }
+            for (j, e) in d.iter().enumerate() {
+                let f = format!("{field}.descriptors[{i}][{j}]");
+                if e.key.is_empty() {
+                    return Err(ConfigError::new(format!("{f}.key"), "must not be empty"));
+                }
+                if e.from.is_some() == e.value.is_some() {
+                    return Err(ConfigError::new(f, "set exactly one of from and value"));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// True when a descriptor needs the JSON-RPC body.
+    pub fn needs_body(&self) -> bool {
+        self.descriptors
+            .iter()
+            .flatten()
+            .any(|e| e.from.is_some_and(Source::needs_body))
+    }
+
+    /// The descriptors for one request; those with a missing value are left out.
+    pub fn descriptors(&self, facts: &Facts<'_>) -> Vec<crate::rls::Descriptor> {
+        self.descriptors
+            .iter()
+            .filter_map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let value = match (&e.value, e.from) {
+                            (Some(v), _) => Some(v.clone()),
+                            (None, Some(source)) => value_of(source, facts),
+                            (None, None) => None,
+                        };
+                        value.map(|v| (e.key.clone(), v))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect()
+    }
+}
+
+fn value_of(source: Source, facts: &Facts<'_>) -> Option<String> {
+    match source {
+        Source::Org => Some(
+            facts
+                .target
+                .org
+                .clone()
+                .unwrap_or_else(|| ANONYMOUS.to_string()),
+        ),
+        Source::Plan => Some(facts.target.policy.clone()),
+        Source::RouteClass => Some(facts.target.class.clone()),
+        Source::HttpMethod => Some(facts.http_method.to_string()).filter(|m| !m.is_empty()),
+        Source::McpMethod => facts.body.and_then(|b| b.method.clone()),
+        Source::Tool => facts.body.and_then(|b| b.tool.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use mesh_core::config_error::load;
+    use mesh_core::token_bucket::Limit;
+
+    fn global(json: &str) -> Result<GlobalConfig, String> {
+        let cfg = format!(r#"{{"limiter": "global", "global": {json}}}"#);
+        load::<Config>(cfg.as_bytes())
+            .map(|c| c.global.unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    fn target(org: Option<&str>) -> Target {
+        Target {
+            key: String::new(),
+            overflow_key: String::new(),
+            limit: Limit::new(1, 1, 1),
+            policy: "free".into(),
+            class: "default".into(),
+            org: org.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let g = global(r#"{"cluster": "ratelimit"}"#).unwrap();
+        assert_eq!((g.domain.as_str(), g.timeout_ms), ("mcp", 20));
+        assert!(!g.needs_body());
+        let t = target(Some("acme"));
+        let facts = Facts {
+            target: &t,
+            http_method: "GET",
+            body: None,
+        };
+        assert_eq!(
+            g.descriptors(&facts),
+            vec![vec![
+                ("plan".to_string(), "free".to_string()),
+                ("org_id".to_string(), "acme".to_string())
+            ]]
+        );
+        let anon = target(None);
+        let facts = Facts {
+            target: &anon,
+            ..facts
+        };
+        assert_eq!(g.descriptors(&facts)[0][1].1, "anonymous");
+    }
+
+    #[test]
+    fn descriptors_without_a_value_are_left_out() {
+        let g = global(
+            r#"{"cluster": "rl", "descriptors": [
+                [{"key": "org_id", "from": "org"}, {"key": "tool", "from": "tool"}],
+                [{"key": "generic", "value": "all"}, {"key": "m", "from": "http_method"}]
+            ]}"#,
+        )
+        .unwrap();
+        assert!(g.needs_body());
+        let t = target(Some("acme"));
+        let body = mesh_core::jsonrpc::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_debate_round"}}"#,
+        )
+        .unwrap();
+        let with = Facts {
+            target: &t,
+            http_method: "POST",
+            body: Some(&body),
+        };
+        assert_eq!(g.descriptors(&with).len(), 2);
+        assert_eq!(g.descriptors(&with)[0][1].1, "run_debate_round");
+        let without = Facts { body: None, ..with };
+        let d = g.descriptors(&without);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0][0], ("generic".to_string(), "all".to_string()));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        assert_eq!(
+            global(r#"{"cluster": ""}"#).unwrap_err(),
+            "global.cluster: must not be empty"
+        );
+        assert_eq!(
+            global(r#"{"cluster": "rl", "timeout_ms": 0}"#).unwrap_err(),
+            "global.timeout_ms: must be 1..=60000"
+        );
+        assert_eq!(
+            global(r#"{"cluster": "rl", "descriptors": [[{"key": "k"}]]}"#).unwrap_err(),
+            "global.descriptors[0][0]: set exactly one of from and value"
+        );
+        assert_eq!(
+            global(r#"{"cluster": "rl", "descriptors": [[]]}"#).unwrap_err(),
+            "global.descriptors[0]: needs at least one entry"
+        );
+        assert!(
+            global(r#"{"cluster": "rl", "descriptors": [[{"key": "k", "from": "weather"}]]}"#)
+                .unwrap_err()
+                .starts_with("global.descriptors[0][0].from: unknown variant")
+        );
     }
 }

@@ -1,0 +1,225 @@
+"""org-rate-limit's global mode: two Envoy processes ("replicas", 2 workers
+each) share one rate-limit service (envoy.service.ratelimit.v3 over gRPC)
+that counts in a real redis-server.
+
+Needs `redis-server` (Debian package, `make test` installs it) and the
+Python packages of requirements.txt (grpcio, protobuf, limits, redis).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import ChildProcess, free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[1]
+RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
+
+@pytest.fixture
+def redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
+    port = free_port()
+    proc = ChildProcess("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no"], tmp_path)
+    wait_for_port(port, proc=proc)
+    yield f"redis://127.0.0.1:{port}"
+    proc.stop()
+
+
+class Rls:
+    def __init__(self, proc: ChildProcess, port: int):
+        self.proc, self.port = proc, port
+
+    def stop(self):
+        self.proc.stop()
+
+
+@pytest.fixture
+def rls_factory(tmp_path, redis):
+    started = []
+
+    def start(limits: list[dict], delay_ms: int = 0) -> Rls:
+        port = free_port()
+        name = f"rls{len(started)}"
+        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", str(port), "--redis", redis,
+                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms)], tmp_path)
+        wait_for_port(port, proc=proc)
+        rls = Rls(proc, port)
+        started.append(rls)
+        return rls
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def per_org(amount: int, unit: str = "hour", plan: str = "free") -> dict:
+    return {"domain": "mcp", "descriptor": {"plan": plan, "org_id": "*"},
+            "requests_per_unit": amount, "unit": unit}
+
+
+def config(limiter: str = "global", **global_extra) -> dict:
+    return {
+        "limiter": limiter,
+        "default_plan": "free",
+        "plans": {"free": {"requests_per_hour": 1, "burst": 100000}},
+        "global": {"cluster": "ratelimit", "domain": "mcp", **global_extra},
+    }
+
+
+def direct_response_route(bootstrap: dict) -> None:
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    routes.insert(0, {"match": {"prefix": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+
+
+def replica(envoy_factory, rls_port: int, cfg: dict):
+    return envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": cfg}, concurrency=2,
+                         upstreams={"ratelimit": rls_port}, mutate=direct_response_route)
+
+
+def org(name: str, plan: str = "free") -> dict:
+    return {"x-mcp-org-id": name, "x-mcp-plan": plan}
+
+
+def hammer(envoys, total: int, connections: int, headers: dict) -> list[int]:
+    """`total` GETs over `connections` keep-alive connections, spread over the replicas."""
+    results, lock = [], threading.Lock()
+    per = [total // connections + (1 if i < total % connections else 0) for i in range(connections)]
+    gate = threading.Barrier(connections)
+
+    def worker(i: int, count: int):
+        port = envoys[i % len(envoys)].port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        gate.wait()
+        for _ in range(count):
+            conn.request("GET", "/direct", headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            mine.append(resp.status)
+        conn.close()
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i, n)) for i, n in enumerate(per)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_one_limit_holds_across_two_replicas(envoy_factory, rls_factory):
+    limit = 300
+    rls = rls_factory([per_org(limit)])
+    # A generous timeout: this measures the shared count, not latency.
+    cfg = config(timeout_ms=2000)
+    a = replica(envoy_factory, rls.port, cfg)
+    b = replica(envoy_factory, rls.port, cfg)
+    results = hammer([a, b], total=500, connections=32, headers=org("acme"))
+    admitted = results.count(200)
+    assert results.count(429) + admitted == 500, {s: results.count(s) for s in set(results)}
+    assert admitted == limit, f"admitted {admitted} of {limit} across both replicas"
+    both = [a.metric("mcp_ratelimit_requests_total", decision="allowed", plan="free") or 0,
+            b.metric("mcp_ratelimit_requests_total", decision="allowed", plan="free") or 0]
+    assert sum(both) == limit and min(both) > 0, both
+    # A local bucket per replica would have admitted up to twice the limit;
+    # another organization still has its own full quota.
+    assert a.request("GET", "/direct", org("globex")).status == 200
+
+
+def test_global_429_carries_the_services_quota_and_jsonrpc_id(envoy_factory, rls_factory, upstream):
+    rls = rls_factory([per_org(2, unit="minute")])
+    cfg = config(timeout_ms=2000)
+    cfg["costs"] = [{"mcp_method": "tools/call", "cost": 1}]
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": cfg}, concurrency=2,
+                          upstreams={"ratelimit": rls.port})
+    for i in (1, 2):
+        assert envoy.mcp_call("tools/call", {"name": "x"}, id=i, headers=org("acme")).status == 200
+    r = envoy.mcp_call("tools/call", {"name": "x"}, id="third", headers=org("acme"))
+    assert r.status == 429
+    assert r.json()["id"] == "third" and r.json()["error"]["code"] == -32029
+    assert r.header("ratelimit-policy") == '"free";q=2;w=60'
+    assert r.header("x-ratelimit-limit") == "2" and r.header("x-ratelimit-remaining") == "0"
+    assert 1 <= int(r.header("retry-after")) <= 61
+    assert [l["ratelimit_result"] for l in envoy.access_log(expect=3)] == ["allowed", "allowed", "limited"]
+
+
+def test_costs_travel_as_hits_addend(envoy_factory, rls_factory):
+    rls = rls_factory([per_org(10)])
+    cfg = config(timeout_ms=2000)
+    cfg["costs"] = [{"path_prefix": "/direct/expensive", "cost": 4}]
+    envoy = replica(envoy_factory, rls.port, cfg)
+    paths = ["/direct/expensive", "/direct/expensive", "/direct/cheap", "/direct/cheap", "/direct/cheap"]
+    statuses = [envoy.request("GET", p, org("acme")).status for p in paths]
+    # 4 + 4 + 1 + 1 = 10, the 11th token is refused (counted as 1 each, all 5 would pass).
+    assert statuses == [200, 200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("failure_mode, expected, decision", [
+    ("open", 200, "fail_open"),
+    ("closed", 429, "fail_closed"),
+])
+def test_service_down_gives_the_failure_mode(envoy_factory, failure_mode, expected, decision):
+    dead_port = free_port()  # nothing listens here
+    envoy = replica(envoy_factory, dead_port, config(failure_mode=failure_mode))
+    statuses = [envoy.request("GET", "/direct", org("acme")).status for _ in range(5)]
+    assert statuses == [expected] * 5
+    assert envoy.metric("mcp_ratelimit_requests_total", decision=decision, plan="free") == 5
+    errors = envoy.metric("mcp_ratelimit_service_errors_total")
+    assert errors == 5, envoy.samples("mcp_ratelimit_service_errors_total")
+    logs = envoy.access_log(expect=5)
+    assert {l["ratelimit_result"] for l in logs} == {decision}
+
+
+def test_slow_service_hits_the_timeout(envoy_factory, rls_factory):
+    rls = rls_factory([per_org(100)], delay_ms=300)
+    envoy = replica(envoy_factory, rls.port, config(timeout_ms=20, failure_mode="open"))
+    started = time.monotonic()
+    statuses = [envoy.request("GET", "/direct", org("acme")).status for _ in range(3)]
+    took = time.monotonic() - started
+    assert statuses == [200, 200, 200]
+    assert took < 0.9, f"3 requests took {took:.2f}s: the 20 ms timeout did not cut the 300 ms service"
+    assert envoy.metric("mcp_ratelimit_service_errors_total", reason="timeout") == 3, \
+        envoy.samples("mcp_ratelimit_service_errors_total")
+    assert envoy.metric("mcp_ratelimit_requests_total", decision="fail_open", plan="free") == 3
+    closed = replica(envoy_factory, rls.port, config(timeout_ms=20, failure_mode="closed"))
+    r = closed.request("GET", "/direct", org("acme"))
+    assert r.status == 429 and r.header("retry-after") == "1"
+
+
+def test_local_then_global_rejects_locally_first(envoy_factory, rls_factory):
+    rls = rls_factory([per_org(1000)])
+    cfg = config("local_then_global", timeout_ms=2000)
+    cfg["plans"] = {"free": {"requests_per_hour": 1, "burst": 3}}
+    envoy = replica(envoy_factory, rls.port, cfg)
+    statuses = [envoy.request("GET", "/direct", org("acme")).status for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    # Only the three the local bucket let through reached the service: a
+    # global replica's request is the 4th hit, 996 of 1000 left.
+    probe = config(timeout_ms=2000)
+    probe["response_headers"] = "always"
+    other = replica(envoy_factory, rls.port, probe)
+    r = other.request("GET", "/direct", org("acme"))
+    assert r.status == 200
+    assert r.header("x-ratelimit-limit") == "1000"
+    assert r.header("x-ratelimit-remaining") == "996"
+
+
+def test_shadow_mode_in_global_lets_everything_through(envoy_factory, rls_factory):
+    rls = rls_factory([per_org(2)])
+    cfg = config(timeout_ms=2000)
+    cfg["mode"] = "shadow"
+    envoy = replica(envoy_factory, rls.port, cfg)
+    assert [envoy.request("GET", "/direct", org("acme")).status for _ in range(4)] == [200] * 4
+    assert envoy.metric("mcp_ratelimit_requests_total", decision="shadow_limited", plan="free") == 2
