@@ -481,6 +481,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rs256_signature_from_another_implementation() {
+        // The fixture's message is a JWT signing input: {"alg":"RS256"} and
+        // {"iss":"https://tokens.test/rs"}, signed by Python `cryptography`.
+        let f: Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/auth/rs256.json")).unwrap();
+        let mut p = provider(json!({"keys": [{"kty": "RSA", "n": f["n"], "e": f["e"]}]}));
+        p.issuer = "https://tokens.test/rs".into();
+        p.require_expiration = false;
+        p.audiences.clear();
+        let v = JwtVerifier::new(&[p]).unwrap();
+        let message = String::from_utf8(
+            URL_SAFE_NO_PAD
+                .decode(f["message"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let token = format!("{message}.{}", f["signature"].as_str().unwrap());
+        // The signature verifies; the token just carries no organization.
+        assert_eq!(v.verify(&token, 0, 0), Err(JwtError::MissingClaim));
+        let mut tampered = token.clone();
+        tampered.replace_range(10..11, "X");
+        assert!(matches!(
+            v.verify(&tampered, 0, 0),
+            Err(JwtError::BadSignature | JwtError::Malformed)
+        ));
+    }
+
     /// PKCS#8 DER of the P-256 key above (the fixed prefix for a P-256 key
     /// without the optional public key, then the 32-byte scalar).
     fn ec_pkcs8_der() -> Vec<u8> {

@@ -17,6 +17,7 @@ pub mod keystore;
 pub mod outcome;
 pub mod policy;
 pub mod routes;
+pub mod rsa_pkcs1;
 pub mod timestamp;
 
 #[cfg(target_arch = "wasm32")]
