@@ -169,3 +169,40 @@ impl VerifyingKey {
         Ok(key)
     }
 }
+
+/// Test-only token signing on the same primitives (HS256, ES256), so the
+/// tests need no JWT crate. RS256 is tested against a fixture signed by
+/// another implementation (`rsa_pkcs1`).
+#[cfg(test)]
+pub mod test_tokens {
+    use super::*;
+    use p256::ecdsa::signature::Signer;
+    use serde_json::Value;
+
+    fn b64_json(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    fn jws(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let signature = sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    pub fn hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
+        jws(header, claims, |input| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(input);
+            mac.finalize().into_bytes().to_vec()
+        })
+    }
+
+    /// `d`: the P-256 private scalar, 32 bytes.
+    pub fn es256(header: &Value, claims: &Value, d: &[u8]) -> String {
+        let key = p256::ecdsa::SigningKey::from_slice(d).unwrap();
+        jws(header, claims, |input| {
+            let signature: p256::ecdsa::Signature = key.sign(input);
+            signature.to_bytes().to_vec()
+        })
+    }
+}

@@ -283,7 +283,7 @@ fn identity(p: &Provider, claims: &Map<String, Value>) -> Result<Identity, JwtEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use crate::jws::test_tokens;
     use serde_json::json;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -319,9 +319,7 @@ mod tests {
     }
 
     fn hs(claims: &Value) -> String {
-        let mut h = Header::new(Algorithm::HS256);
-        h.kid = Some("h1".into());
-        encode(&h, claims, &EncodingKey::from_secret(SECRET)).unwrap()
+        test_tokens::hs256(&json!({"alg": "HS256", "kid": "h1"}), claims, SECRET)
     }
 
     fn b64(v: &Value) -> String {
@@ -463,18 +461,11 @@ mod tests {
             {"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": "e1", "alg": "ES256"}
         ]}))])
         .unwrap();
-        let private = EncodingKey::from_ec_der(&ec_pkcs8_der());
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some("e1".into());
-        let token = encode(&h, &claims(), &private).unwrap();
+        let d = URL_SAFE_NO_PAD.decode(EC_D).unwrap();
+        let token = test_tokens::es256(&json!({"alg": "ES256", "kid": "e1"}), &claims(), &d);
         assert_eq!(v.verify(&token, 1500, 0).unwrap().org_id, "acme");
         // An HS256 token signed with the EC public key bytes as secret: refused.
-        let confused = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(),
-            &EncodingKey::from_secret(EC_X.as_bytes()),
-        )
-        .unwrap();
+        let confused = test_tokens::hs256(&json!({"alg": "HS256"}), &claims(), EC_X.as_bytes());
         assert_eq!(
             v.verify(&confused, 1500, 0),
             Err(JwtError::AlgorithmNotAllowed)
@@ -507,18 +498,6 @@ mod tests {
             v.verify(&tampered, 0, 0),
             Err(JwtError::BadSignature | JwtError::Malformed)
         ));
-    }
-
-    /// PKCS#8 DER of the P-256 key above (the fixed prefix for a P-256 key
-    /// without the optional public key, then the 32-byte scalar).
-    fn ec_pkcs8_der() -> Vec<u8> {
-        let mut der = vec![
-            0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-            0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27,
-            0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20,
-        ];
-        der.extend(URL_SAFE_NO_PAD.decode(EC_D).unwrap());
-        der
     }
 
     #[test]

@@ -121,11 +121,11 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jws::test_tokens;
     use crate::jwt::JwtError;
     use crate::keystore::{sha256, to_hex};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use mesh_core::config_error::load;
     use serde_json::json;
 
@@ -184,12 +184,7 @@ mod tests {
     }
 
     fn token(claims: serde_json::Value) -> String {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap()
+        test_tokens::hs256(&json!({"alg": "HS256"}), &claims, SECRET)
     }
 
     #[test]
