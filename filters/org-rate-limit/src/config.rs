@@ -228,9 +228,9 @@ pub struct Config {
     /// When shared data keeps failing (or, in global mode, the service).
     pub failure_mode: FailMode,
     pub response_headers: ResponseHeaders,
-    /// At most this many organization buckets per route class are created in
-    /// shared data (Envoy cannot delete keys); organizations beyond it share
-    /// one overflow bucket per plan and route class.
+    /// At most this many organization buckets (all route classes together)
+    /// are created in shared data (Envoy cannot delete keys); organizations
+    /// beyond it share one overflow bucket per plan and route class.
     pub max_buckets: u32,
     /// Compare-and-swap attempts before `failure_mode` applies.
     pub max_cas_retries: u32,
@@ -451,11 +451,10 @@ impl Validate for Config {
         if self.max_org_id_bytes == 0 || self.max_org_id_bytes > 4096 {
             return Err(ConfigError::new("max_org_id_bytes", "must be 1..=4096"));
         }
-        if self.max_body_bytes > 1 << 20 {
-            return Err(ConfigError::new(
-                "max_body_bytes",
-                "must be <= 1048576 (Envoy buffers the body while it is read)",
-            ));
+        // Envoy holds the body while it is read; stay well below its default
+        // 1 MiB per-connection buffer limit (413 beyond it).
+        if self.max_body_bytes > 1 << 19 {
+            return Err(ConfigError::new("max_body_bytes", "must be <= 524288"));
         }
         self.check_costs_fit()?;
         match (self.limiter, &self.global) {
@@ -668,6 +667,10 @@ mod tests {
             "org_header: must be a non-empty lowercase header name"
         );
         assert_eq!(err(r#"{"max_buckets": 0}"#), "max_buckets: must be > 0");
+        assert_eq!(
+            err(r#"{"max_body_bytes": 600000}"#),
+            "max_body_bytes: must be <= 524288"
+        );
         assert!(err(r#"{"mode": "dry_run"}"#).starts_with("mode: unknown variant"));
     }
 
