@@ -326,3 +326,15 @@ def test_demo_config_in_envoy_yaml_is_accepted_and_applied(envoy_factory, upstre
     assert r.header("ratelimit-policy") == '"free";q=5;w=30'
     assert r.header("x-ratelimit-remaining") == "4"
     assert envoy.request("GET", "/health", org("acme", "free")).header("x-ratelimit-remaining") == "20"
+
+
+def test_max_buckets_bounds_shared_data_with_an_overflow_bucket(envoy_factory, upstream):
+    # Two organization keys at most; later organizations share one overflow
+    # bucket of their plan (burst 2), counted.
+    envoy = start(envoy_factory, {"plans": {"free": {"requests_per_hour": 1, "burst": 2}}, "max_buckets": 2})
+    assert statuses(envoy, 3, org("a")) == [200, 200, 429]
+    assert statuses(envoy, 1, org("b")) == [200]
+    assert statuses(envoy, 1, org("c")) == [200]
+    assert statuses(envoy, 2, org("d")) == [200, 429]  # c and d share the overflow bucket
+    assert statuses(envoy, 1, org("b")) == [200]  # b kept its own
+    assert envoy.metric("mcp_ratelimit_bucket_overflow_total") == 3
