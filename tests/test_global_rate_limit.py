@@ -8,17 +8,16 @@ Python packages of requirements.txt (grpcio, protobuf, limits, redis).
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from harness import ChildProcess, free_port, wait_for_port
+from test_org_rate_limit import direct_response_route, hammer
 
 REPO = Path(__file__).resolve().parents[1]
 RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
@@ -76,12 +75,6 @@ def config(limiter: str = "global", **global_extra) -> dict:
     }
 
 
-def direct_response_route(bootstrap: dict) -> None:
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
-    routes.insert(0, {"match": {"prefix": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
-
-
 def replica(envoy_factory, rls_port: int, cfg: dict):
     return envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": cfg}, concurrency=2,
                          upstreams={"ratelimit": rls_port}, mutate=direct_response_route)
@@ -89,34 +82,6 @@ def replica(envoy_factory, rls_port: int, cfg: dict):
 
 def org(name: str, plan: str = "free") -> dict:
     return {"x-mcp-org-id": name, "x-mcp-plan": plan}
-
-
-def hammer(envoys, total: int, connections: int, headers: dict) -> list[int]:
-    """`total` GETs over `connections` keep-alive connections, spread over the replicas."""
-    results, lock = [], threading.Lock()
-    per = [total // connections + (1 if i < total % connections else 0) for i in range(connections)]
-    gate = threading.Barrier(connections)
-
-    def worker(i: int, count: int):
-        port = envoys[i % len(envoys)].port
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        gate.wait()
-        for _ in range(count):
-            conn.request("GET", "/direct", headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            mine.append(resp.status)
-        conn.close()
-        with lock:
-            results.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(i, n)) for i, n in enumerate(per)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def test_one_limit_holds_across_two_replicas(envoy_factory, rls_factory):

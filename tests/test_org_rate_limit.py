@@ -42,30 +42,33 @@ def statuses(envoy, n: int, headers: dict, path: str = "/mcp") -> list[int]:
     return [envoy.request("GET", path, headers).status for _ in range(n)]
 
 
-def hammer(envoy, total: int, connections: int, headers: dict) -> list[int]:
-    """`total` GETs over `connections` parallel keep-alive connections."""
+def hammer(envoys, total: int, connections: int, headers: dict, path: str = "/direct") -> list[int]:
+    """`total` GETs over `connections` parallel keep-alive connections, spread
+    round-robin over one Envoy or a list of them; the statuses, in any order."""
+    envoys = envoys if isinstance(envoys, list) else [envoys]
     results: list[int] = []
     lock = threading.Lock()
     per = [total // connections + (1 if i < total % connections else 0) for i in range(connections)]
     start_gate = threading.Barrier(connections)
 
-    def worker(count: int):
-        conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=30)
+    def worker(i: int, count: int):
+        port = envoys[i % len(envoys)].port
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         mine = []
         start_gate.wait()
         for _ in range(count):
-            conn.request("GET", "/direct", headers=headers)
+            conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             resp.read()
             mine.append(resp.status)
             if resp.getheader("connection", "").lower() == "close":
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=30)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.close()
         with lock:
             results.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in per]
+    threads = [threading.Thread(target=worker, args=(i, n)) for i, n in enumerate(per)]
     for t in threads:
         t.start()
     for t in threads:
