@@ -109,7 +109,7 @@ impl Counters {
 }
 
 struct Shared {
-    config: Config,
+    config: Rc<Config>,
     rules: Rules,
     counters: Counters,
 }
@@ -125,7 +125,6 @@ impl RootContext for Root {
         let Some(config) = mesh_host::load_config::<Config>(self) else {
             return false;
         };
-        let config = Rc::try_unwrap(config).unwrap_or_else(|rc| (*rc).clone());
         let rules = Rules::new(&config);
         let counters = Counters::define(&rules);
         store::ensure_registry(&HostStore);
