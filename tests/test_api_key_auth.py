@@ -358,6 +358,19 @@ def test_jwt_refusals(auth_envoy, upstream):
     assert auth_envoy.request("GET", "/mcp", bearer(good)).status == 200
 
 
+def test_cached_token_still_expires_on_time(envoy_factory):
+    """Verified tokens are cached per VM (jwt_cache_size); a cached token is
+    refused the moment its `exp` passes, not when the cache forgets it."""
+    e = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": config(clock_skew_seconds=0)})
+    exp = int(time.time()) + 2
+    token = hs_token({"exp": exp})
+    for _ in range(3):
+        assert e.request("GET", "/mcp", bearer(token)).status == 200
+    time.sleep(max(0.0, exp - time.time()) + 1.1)
+    assert_denied(e.request("GET", "/mcp", bearer(token)), 401, "token_expired")
+    assert e.metric("mcp_auth_requests_total", decision="allowed", reason="jwt") == 3
+
+
 # --- hostile input --------------------------------------------------------------------
 
 

@@ -48,6 +48,9 @@ pub struct Config {
     pub max_credential_bytes: usize,
     /// Leeway for JWT `exp` / `nbf`.
     pub clock_skew_seconds: u64,
+    /// Verified JWTs remembered per VM (by SHA-256), so a reused token skips
+    /// the signature check; 0 disables (Envoy jwt_authn: `jwt_cache_size`).
+    pub jwt_cache_size: usize,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             realm: "mcp".into(),
             max_credential_bytes: 4096,
             clock_skew_seconds: 60,
+            jwt_cache_size: 1024,
         }
     }
 }
@@ -252,6 +256,9 @@ impl Validate for Config {
         }
         if self.clock_skew_seconds > 86_400 {
             return Err(ConfigError::new("clock_skew_seconds", "must be <= 86400"));
+        }
+        if self.jwt_cache_size > 100_000 {
+            return Err(ConfigError::new("jwt_cache_size", "must be <= 100000"));
         }
         // Compiles key index and JWKS keys: whatever fails there fails now.
         Policy::new(self).map(|_| ())
@@ -572,6 +579,7 @@ mod tests {
         assert!(err(r#"{"max_credential_bytes":1}"#).starts_with("max_credential_bytes:"));
         assert!(err(r#"{"max_body_bytes":1}"#).contains("unknown field `max_body_bytes`"));
         assert!(err(r#"{"clock_skew_seconds":100000}"#).starts_with("clock_skew_seconds:"));
+        assert!(err(r#"{"jwt_cache_size":1000000}"#).starts_with("jwt_cache_size:"));
     }
 
     #[test]

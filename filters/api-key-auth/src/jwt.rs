@@ -38,6 +38,34 @@ pub enum JwtError {
     InvalidClaim,
 }
 
+/// A token whose signature and claims checked out, with its validity window
+/// (so a cached verdict can be re-checked against the clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub identity: Identity,
+    pub expires_at: Option<i64>,
+    pub not_before: Option<i64>,
+}
+
+impl Verified {
+    /// `exp` is exclusive and `nbf` inclusive, both widened by `skew`.
+    pub fn check_time(&self, now: i64, skew: i64) -> Result<(), JwtError> {
+        if self
+            .expires_at
+            .is_some_and(|exp| now >= exp.saturating_add(skew))
+        {
+            return Err(JwtError::Expired);
+        }
+        if self
+            .not_before
+            .is_some_and(|nbf| now.saturating_add(skew) < nbf)
+        {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
 struct ProviderKey {
     kid: Option<String>,
     key: VerifyingKey,
@@ -116,6 +144,11 @@ impl JwtVerifier {
     /// Verifies `token` at `now` (Unix seconds) with `skew` seconds of leeway
     /// and returns the identity its claims carry.
     pub fn verify(&self, token: &str, now: i64, skew: i64) -> Result<Identity, JwtError> {
+        self.verify_full(token, now, skew).map(|v| v.identity)
+    }
+
+    /// [`JwtVerifier::verify`], keeping the validity window for the cache.
+    pub fn verify_full(&self, token: &str, now: i64, skew: i64) -> Result<Verified, JwtError> {
         let mut parts = token.split('.');
         let (Some(head_b64), Some(body_b64), Some(sig_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -179,11 +212,24 @@ impl JwtVerifier {
             return Err(JwtError::BadSignature);
         }
 
-        check_time(&claims, provider.require_expiration, now, skew)?;
+        let expires_at = numeric_date(&claims, "exp")?;
+        if expires_at.is_none() && provider.require_expiration {
+            return Err(JwtError::MissingClaim);
+        }
+        let not_before = numeric_date(&claims, "nbf")?;
+        let verified = Verified {
+            identity: Identity::default(),
+            expires_at,
+            not_before,
+        };
+        verified.check_time(now, skew)?;
         if !provider.audiences.is_empty() && !audience_matches(&claims, &provider.audiences)? {
             return Err(JwtError::AudienceMismatch);
         }
-        identity(provider, &claims)
+        Ok(Verified {
+            identity: identity(provider, &claims)?,
+            ..verified
+        })
     }
 }
 
@@ -208,25 +254,6 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
             .ok_or(JwtError::InvalidClaim),
         Some(_) => Err(JwtError::InvalidClaim),
     }
-}
-
-fn check_time(
-    claims: &Map<String, Value>,
-    require_exp: bool,
-    now: i64,
-    skew: i64,
-) -> Result<(), JwtError> {
-    match numeric_date(claims, "exp")? {
-        Some(exp) if now >= exp.saturating_add(skew) => return Err(JwtError::Expired),
-        None if require_exp => return Err(JwtError::MissingClaim),
-        _ => {}
-    }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now.saturating_add(skew) < nbf {
-            return Err(JwtError::NotYetValid);
-        }
-    }
-    Ok(())
 }
 
 fn audience_matches(claims: &Map<String, Value>, wanted: &[String]) -> Result<bool, JwtError> {

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod routes;
 pub mod rsa_pkcs1;
 pub mod timestamp;
+pub mod token_cache;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -4,12 +4,14 @@
 
 use crate::config::{Config, KeySource};
 use crate::credential::{self, Found};
-use crate::jwt::JwtVerifier;
-use crate::keystore::{KeyLookup, KeyStore};
+use crate::jwt::{JwtError, JwtVerifier};
+use crate::keystore::{sha256, KeyLookup, KeyStore};
 use crate::outcome::Outcome;
 use crate::routes::Routes;
+use crate::token_cache::TokenCache;
 use mesh_core::config_error::ConfigError;
 use mesh_core::identity::Identity;
+use std::cell::RefCell;
 
 /// The compiled pluginConfig: key index and JWKS keys are built once.
 #[derive(Debug)]
@@ -17,6 +19,8 @@ pub struct Policy {
     sources: Vec<KeySource>,
     keys: KeyStore,
     jwt: JwtVerifier,
+    /// Per VM (the filter is single-threaded per worker).
+    jwt_cache: RefCell<TokenCache>,
     routes: Routes,
     pub forward_credential: bool,
     pub max_credential_bytes: usize,
@@ -53,11 +57,30 @@ pub struct Allowed {
 }
 
 impl Policy {
+    /// A token verified before is taken from the cache (its time window
+    /// re-checked); otherwise verified and, when valid, cached.
+    fn verify_jwt(&self, token: &str, now: i64) -> Result<Identity, JwtError> {
+        let skew = self.clock_skew_seconds;
+        let digest = sha256(token.as_bytes());
+        // try_borrow_mut: never a panic path, at worst an uncached check.
+        let mut cache = self.jwt_cache.try_borrow_mut().ok();
+        if let Some(hit) = cache.as_mut().and_then(|c| c.get(&digest, now, skew)) {
+            return hit;
+        }
+        let verified = self.jwt.verify_full(token, now, skew)?;
+        let identity = verified.identity.clone();
+        if let Some(c) = cache.as_mut() {
+            c.put(digest, verified, now, skew);
+        }
+        Ok(identity)
+    }
+
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Self {
             sources: config.key_sources.clone(),
             keys: KeyStore::new(&config.keys)?,
             jwt: JwtVerifier::new(&config.jwt_providers)?,
+            jwt_cache: RefCell::new(TokenCache::new(config.jwt_cache_size)),
             routes: Routes::new(&config.skip_paths, &config.rules),
             forward_credential: config.forward_credential,
             max_credential_bytes: config.max_credential_bytes,
@@ -84,10 +107,7 @@ impl Policy {
         };
         // API keys never contain a dot; JWTs always do.
         let (identity, outcome) = if credential.value.contains('.') && !self.jwt.is_empty() {
-            match self
-                .jwt
-                .verify(&credential.value, now, self.clock_skew_seconds)
-            {
+            match self.verify_jwt(&credential.value, now) {
                 Ok(identity) => (identity, Outcome::AllowedJwt),
                 Err(e) => return Verdict::Deny(Outcome::Token(e)),
             }
@@ -357,6 +377,48 @@ mod tests {
         let exp = crate::timestamp::parse_rfc3339("2029-01-01T00:00:00Z").unwrap();
         assert!(matches!(at(exp - 1), Verdict::Allow(_)));
         assert_eq!(at(exp), Verdict::Deny(Outcome::KeyExpired));
+    }
+
+    #[test]
+    fn cached_tokens_still_expire() {
+        let p = policy(json!({}));
+        let jwt = token(
+            json!({"iss": "https://idp.example", "exp": NOW + 10, "org_id": "initech", "plan": "p", "role": "r"}),
+        );
+        let bearer = |t: &str| -> Vec<(String, Vec<u8>)> {
+            vec![("authorization".into(), format!("Bearer {t}").into_bytes())]
+        };
+        let headers = bearer(&jwt);
+        let at = |p: &Policy, headers: &[(String, Vec<u8>)], now| {
+            p.decide(
+                &Request {
+                    method: "GET",
+                    path: "/",
+                    headers,
+                },
+                now,
+            )
+        };
+        assert!(matches!(at(&p, &headers, NOW), Verdict::Allow(_)));
+        assert_eq!(p.jwt_cache.borrow().len(), 1);
+        assert!(
+            matches!(at(&p, &headers, NOW + 1), Verdict::Allow(_)),
+            "served from the cache"
+        );
+        assert_eq!(
+            at(&p, &headers, NOW + 10 + 60),
+            Verdict::Deny(Outcome::Token(JwtError::Expired))
+        );
+        assert!(p.jwt_cache.borrow().is_empty());
+        // A token differing in one byte is verified on its own, not matched in the cache.
+        assert!(matches!(at(&p, &headers, NOW), Verdict::Allow(_)));
+        assert!(matches!(
+            at(&p, &bearer(&format!("{jwt}x")), NOW),
+            Verdict::Deny(Outcome::Token(_))
+        ));
+        let off = policy(json!({"jwt_cache_size": 0}));
+        assert!(matches!(at(&off, &headers, NOW), Verdict::Allow(_)));
+        assert!(off.jwt_cache.borrow().is_empty());
     }
 
     #[test]
