@@ -269,6 +269,8 @@ def test_success_sampling_keeps_errors_and_denials(envoy_factory, upstream):
     statuses = {"/ok": 200, "/missing": 404, "/limited": 429, "/broken": 500}
     upstream.responder = lambda req: Reply(status=statuses[req.path.split("?")[0]])
     envoy = start(envoy_factory, {"sampling": {"success_rate": 0}})
+    # The CEL access-log filter that applies the verdict is in this Envoy build.
+    assert "envoy.access_loggers.extension_filters.cel" in envoy.log()
     for path in ["/ok", "/missing", "/ok", "/limited", "/ok", "/broken", "/ok"]:
         envoy.request("GET", path)
     lines = envoy.access_log(expect=3)
