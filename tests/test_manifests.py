@@ -87,6 +87,16 @@ def test_the_crds_cel_rules_are_evaluated(rendered):
     assert [f for f, _ in manifests.validate(entry)] == ["spec.ports"]
 
 
+def test_kinds_without_a_crd_here_are_skipped_but_typos_are_not(tmp_path):
+    skipped = []
+    assert manifests.check_paths(["wasm-plugins-yaml/mesh"], skipped) == []
+    assert skipped == ["wasm-plugins-yaml/mesh/istio-operator.yaml: IstioOperator istio-system/mcp-mesh-filters"]
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("apiVersion: networking.istio.io/v1\nkind: ServiceEntri\nmetadata: {name: x}\nspec: {}\n")
+    [line] = manifests.check_paths([str(typo)])
+    assert line.startswith(f"{typo}: ServiceEntri x: apiVersion: no CRD schema for networking.istio.io/v1 ServiceEntri"), line
+
+
 def test_metadata_is_checked_like_the_api_server_does():
     bad = {"name": "Org_Rate", "namespace": "prod.x", "labels": {"app": "a b"}}
     fields = [f for f, _ in manifests.metadata_errors(bad)]
