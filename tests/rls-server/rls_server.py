@@ -101,10 +101,8 @@ class Service:
         self.limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
         self.limits = limits
         self.delay = delay
-        self.calls = 0
 
     def should_rate_limit(self, request, context):
-        self.calls += 1
         if self.delay:
             time.sleep(self.delay)
         cost = max(1, request.hits_addend)
