@@ -117,7 +117,13 @@ impl HttpContext for Stream {
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
         let method = text(":method").unwrap_or("");
-        let path = text(":path").unwrap_or("/");
+        // Lossy, never a fallback: a path with non-UTF-8 bytes keeps its ASCII
+        // prefix for the rules, and cannot match a skip path it does not spell.
+        let path = headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| String::from_utf8_lossy(v))
+            .unwrap_or_default();
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
@@ -125,7 +131,7 @@ impl HttpContext for Stream {
         let verdict = self.shared.policy.decide(
             &Request {
                 method,
-                path,
+                path: &path,
                 headers: &headers,
             },
             now,
