@@ -37,3 +37,30 @@ def test_bad_plugin_config_refuses_start_naming_the_field(tmp_path, upstream, ll
     )
     assert failure.exit_code != 0
     assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-3000:]
+
+
+# Every header any of our filters reads, with a value no filter may choke on.
+HOSTILE = b"acme\xff\xfe\x01\"\x7f"
+HOSTILE_HEADERS = [
+    (name, HOSTILE)
+    for name in (
+        "x-api-key", "authorization", "x-mcp-org-id", "x-mcp-plan", "x-mcp-role", "x-mcp-key-id",
+        "x-mcp-user-id", "content-type", "accept-encoding", "traceparent", "b3", "x-b3-traceid",
+        "x-debate-id", "mcp-session-id", "x-request-id",
+    )
+]
+
+
+@pytest.mark.parametrize("name", FILTERS)
+@pytest.mark.parametrize("path", ["/mcp", "/v1/chat/completions"])
+def test_non_utf8_headers_never_abort_a_filter(envoy_factory, upstream, name, path):
+    """A VM abort (a panic in the filter) turns every later request into a 5xx:
+    hostile bytes in every header we read must get an answer and leave the
+    filter serving."""
+    envoy = envoy_factory(filters=[name])
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}, "model": "gpt-4o"}
+    for _ in range(3):
+        r = envoy.request("POST", path, HOSTILE_HEADERS, body)
+        assert r.status < 500, (r.status, r.body, envoy.log()[-2000:])
+    assert "panicked" not in envoy.log()
+    assert "Uncaught RuntimeError" not in envoy.log()

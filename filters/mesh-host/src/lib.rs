@@ -8,7 +8,7 @@
 use mesh_core::config_error::{self, Validate};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::RootContext;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::{LogLevel, MapType, MetricType};
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 
@@ -90,4 +90,23 @@ pub fn send_json(status: u32, headers: &[(&str, &str)], body: &str) {
     all.push(("cache-control", "no-store"));
     all.extend_from_slice(headers);
     let _ = hostcalls::send_http_response(status, all, Some(body.as_bytes()));
+}
+
+/// A request header as text, or `None` when absent or not UTF-8.
+///
+/// The SDK's `get_http_request_header` unwraps the UTF-8 conversion, so a
+/// client sending one non-UTF-8 byte would abort the VM; every filter reads
+/// headers through here instead.
+pub fn request_header(name: &str) -> Option<String> {
+    header_text(MapType::HttpRequestHeaders, name)
+}
+
+/// A response header as text, or `None` when absent or not UTF-8.
+pub fn response_header(name: &str) -> Option<String> {
+    header_text(MapType::HttpResponseHeaders, name)
+}
+
+fn header_text(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+    String::from_utf8(bytes).ok()
 }

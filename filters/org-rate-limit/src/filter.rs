@@ -226,12 +226,9 @@ impl Request {
             .unwrap_or(0)
     }
 
-    /// A request header as text. The SDK's `get_http_request_header` panics
-    /// on non-UTF-8 values (clients control them); read bytes instead.
-    /// Non-UTF-8 counts as absent.
+    /// A request header as text; non-UTF-8 counts as absent.
     fn header(&self, name: &str) -> Option<String> {
-        let bytes = self.get_http_request_header_bytes(name)?;
-        String::from_utf8(bytes).ok()
+        mesh_host::request_header(name)
     }
 
     fn body_cap(&self) -> usize {

@@ -115,7 +115,7 @@ struct LlmCall {
 
 impl Request {
     fn header(&self, name: &str) -> Option<String> {
-        self.get_http_request_header(name)
+        mesh_host::request_header(name)
     }
 
     /// Records the finished call once: metrics, then filter state.
@@ -219,12 +219,11 @@ impl HttpContext for Request {
         if self.call.is_none() {
             return Action::Continue;
         }
-        let status = self
-            .get_http_response_header(":status")
+        let status = mesh_host::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let content_type = self.get_http_response_header("content-type");
-        let content_encoding = self.get_http_response_header("content-encoding");
+        let content_type = mesh_host::response_header("content-type");
+        let content_encoding = mesh_host::response_header("content-encoding");
         let limits = ReadLimits {
             max_json_bytes: self.config.max_response_body_bytes,
             max_event_bytes: self.config.max_sse_event_bytes,
