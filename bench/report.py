@@ -249,8 +249,8 @@ class Report:
         if r.requests < r.target:
             self.add(f"**The run reached only {r.requests:,} of {r.target:,} requests** within the bench's time "
                      f"budget ({r.duration_s:.0f} s at {r.rps:,.0f} rps on this machine); "
-                     f"`bench/run.sh --sections memory --budget {int(r.target / max(r.rps, 1) * 1.2) + 60}` "
-                     "gives it the time for all of them.", "")
+                     f"`bench/run.sh --sections memory --budget {int(r.target / max(r.rps, 1) * 1.2) + 60} "
+                     "--out bench/RESULTS-memory.md` gives it the time for all of them.", "")
         if r.samples:
             marks, step, next_mark = [], max(1, r.target // 10), 0
             for done, rss in r.samples:
