@@ -97,6 +97,27 @@ pub fn find(
     }
 }
 
+/// Names of the configured credential headers present in `headers` (for a
+/// prefixed source, only when a value carries the prefix), whatever their
+/// values: what a skipped request must not forward either.
+pub fn carrying_headers(sources: &[KeySource], headers: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for source in sources {
+        let Some(name) = &source.header else { continue };
+        let carries = headers.iter().any(|(n, raw)| {
+            n == name
+                && source.value_prefix.as_ref().is_none_or(|prefix| {
+                    strip_prefix_ignore_case(raw.trim_ascii_start(), prefix.trim_end().as_bytes())
+                        .is_some()
+                })
+        });
+        if carries && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
 /// The credential itself: surrounding spaces trimmed, then 1..=max_len bytes
 /// of visible ASCII (no spaces, no control characters, nothing non-ASCII).
 fn clean(raw: &[u8], max_len: usize) -> Option<String> {
@@ -324,6 +345,21 @@ mod tests {
             ),
             Found::Malformed
         );
+    }
+
+    #[test]
+    fn headers_carrying_credentials_whatever_their_value() {
+        let h = h(&[
+            ("x-api-key", b"\xff"),
+            ("authorization", b"Bearer x"),
+            ("other", b"1"),
+        ]);
+        assert_eq!(
+            carrying_headers(&sources(), &h),
+            vec!["x-api-key".to_string(), "authorization".to_string()]
+        );
+        let basic = vec![("authorization".to_string(), b"Basic abc".to_vec())];
+        assert!(carrying_headers(&sources(), &basic).is_empty());
     }
 
     #[test]

@@ -138,8 +138,11 @@ impl HttpContext for Stream {
         );
         let present = |name: &str| headers.iter().any(|(k, _)| k == name);
         match verdict {
-            Verdict::Skip => {
+            Verdict::Skip { strip_headers } => {
                 for name in identity_header::ALL.iter().filter(|h| present(h)) {
+                    self.set_http_request_header(name, None);
+                }
+                for name in &strip_headers {
                     self.set_http_request_header(name, None);
                 }
                 self.record(Outcome::SkippedPath);

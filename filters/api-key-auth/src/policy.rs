@@ -40,8 +40,11 @@ pub struct Request<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A skip path: no credential needed, but identity headers are still cleared.
-    Skip,
+    /// A skip path: no credential needed; identity headers are still cleared
+    /// and these credential headers removed (unless `forward_credential`).
+    Skip {
+        strip_headers: Vec<String>,
+    },
     Allow(Allowed),
     Deny(Outcome),
 }
@@ -92,7 +95,12 @@ impl Policy {
     /// Decides at `now` (Unix seconds, from the host clock).
     pub fn decide(&self, req: &Request<'_>, now: i64) -> Verdict {
         if self.routes.skips(req.path) {
-            return Verdict::Skip;
+            let strip_headers = if self.forward_credential {
+                Vec::new()
+            } else {
+                credential::carrying_headers(&self.sources, req.headers)
+            };
+            return Verdict::Skip { strip_headers };
         }
         let credential = match credential::find(
             &self.sources,
@@ -320,7 +328,7 @@ mod tests {
                 (Ok(o), Verdict::Allow(a)) => {
                     assert_eq!(a.outcome, o, "{method} {path} {headers:?}")
                 }
-                (Err(Outcome::SkippedPath), Verdict::Skip) => {}
+                (Err(Outcome::SkippedPath), Verdict::Skip { .. }) => {}
                 (Err(o), Verdict::Deny(d)) => assert_eq!(d, o, "{method} {path} {headers:?}"),
                 (want, got) => panic!("{method} {path} {headers:?}: want {want:?}, got {got:?}"),
             }
