@@ -85,6 +85,8 @@ def main(argv: list[str]) -> int:
     sections = [s for s in SECTIONS if s in args.sections.split(",")]
     out = args.out or (None if args.quick else RESULTS)
     command = "make bench" if os.environ.get("MAKELEVEL") else " ".join(["bench/run.sh", *argv])
+    if os.nice(0) > 0:
+        command = f"nice -n {os.nice(0)} {command}"
 
     # A SIGTERM (CI timeout, Ctrl-C of make) still stops every child below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
