@@ -45,8 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="smoke run of every section: 1 short round, 50k requests over 5k orgs; "
                         "does not touch bench/RESULTS.md unless --out says so")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
-    p.add_argument("--rounds", type=int, help="throughput rounds (default 3)")
-    p.add_argument("--duration", type=float, help="seconds per configuration per round (default 2)")
+    p.add_argument("--rounds", type=int, help="throughput rounds (default 5)")
+    p.add_argument("--duration", type=float, help="whole seconds per configuration per round (default 1)")
     p.add_argument("--memory-requests", type=int, help="requests in the memory run (default 1,000,000)")
     p.add_argument("--memory-orgs", type=int, help="organizations (= API keys) in the memory run (default 100,000)")
     p.add_argument("--budget", type=float,
