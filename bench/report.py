@@ -31,6 +31,10 @@ def _mark(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
@@ -117,8 +121,8 @@ class Report:
         self.add(
             "## Throughput and latency",
             "",
-            f"wrk, closed loop at saturation: {o.wrk_threads} threads, {o.wrk_connections} keep-alive connections, "
-            f"{o.rounds} rounds of {o.duration_s:g} s per configuration"
+            f"wrk, closed loop at saturation: {_n(o.wrk_threads, 'thread')}, {o.wrk_connections} keep-alive "
+            f"connections, {_n(o.rounds, 'round')} of {o.duration_s:g} s per configuration"
             f"{f' after a {o.warmup_s:g} s warm-up' if o.warmup_s else ''}, the order "
             "reversed every other round; rps, p50 and p99 are the medians over the rounds, *spread* is "
             "(max − min) / median of the rounds' rps. *vs bare* divides by bare Envoy's rps for the same request "
