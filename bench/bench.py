@@ -50,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--memory-requests", type=int, help="requests in the memory run (default 1,000,000)")
     p.add_argument("--memory-orgs", type=int, help="organizations (= API keys) in the memory run (default 100,000)")
     p.add_argument("--budget", type=float,
-                   help="seconds the whole run may take (default 560, so `make bench` stays under 10 minutes); "
+                   help="seconds the whole run may take (default 570, less the build under `make bench`, so that "
+                        "`make bench` stays under 10 minutes); "
                         "the memory run, last, gets what is left")
     p.add_argument("--out", type=Path, help="where to write the results (default bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs, access logs)")
@@ -72,6 +73,9 @@ def options(args: argparse.Namespace) -> Options:
     o.memory_requests = args.memory_requests or o.memory_requests
     o.memory_orgs = args.memory_orgs or o.memory_orgs
     o.budget_s = args.budget or o.budget_s
+    # Under `make bench` the budget covers the build that came first.
+    if os.environ.get("BENCH_STARTED") and not args.budget:
+        o.budget_s -= max(0.0, time.time() - float(os.environ["BENCH_STARTED"]))
     return o
 
 
@@ -92,6 +96,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     machine = Machine.probe()
+    if os.environ.get("BENCH_STARTED"):
+        machine.build_s = max(0.0, time.time() - float(os.environ["BENCH_STARTED"]))
     session = Session(opts, workdir)
     started = time.monotonic()
     results: dict = {}

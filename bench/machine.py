@@ -59,6 +59,7 @@ class Machine:
     busy_cpu_s: float = 0.0
     own_cpu_s: float = 0.0
     wall_s: float = 0.0
+    build_s: float | None = None  # `make bench`: the build before the run
 
     @classmethod
     def probe(cls) -> "Machine":

@@ -65,7 +65,8 @@ class Report:
             "",
             f"Written by `{self.command}` on {when} at commit `{m.commit}`"
             f"{' (filters or Cargo.lock with uncommitted changes)' if m.dirty else ''}. "
-            f"Every number below comes from that one run ({m.wall_s / 60:.1f} minutes).",
+            f"Every number below comes from that one run ({m.wall_s / 60:.1f} minutes"
+            f"{'' if m.build_s is None else f', after a {m.build_s:.0f} s build'}).",
             "",
         )
         available = m.cores * m.wall_s
