@@ -142,7 +142,8 @@ def main(argv: list[str]) -> int:
         if results["accuracy"]:
             wrk_commands.append(results["accuracy"][0].command)
     report.commands(session.envoy_commands, wrk_commands)
-    report.notes()
+    if "throughput" in results:
+        report.notes()
     text = report.render()
     print("\n" + text)
     if out:

@@ -76,8 +76,9 @@ class Report:
             self.add(
                 f"**The machine was shared.** Work other than this benchmark used {share} during the run "
                 f"(load average {load(m.load_start)} at start, {load(m.load_end)} at the end). "
-                "Configurations are compared within the same run, in alternating rounds, which cancels most of "
-                "that; absolute numbers on a quiet machine would be higher and steadier.",
+                "Configurations are compared within the same run (throughput in alternating rounds, with the "
+                "Envoy CPU time per request next to rps), which cancels most of that; absolute rates on a quiet "
+                "machine would be higher and steadier.",
                 "",
             )
         else:
@@ -340,6 +341,7 @@ class Report:
         )
 
     def notes(self) -> None:
+        """How to read the throughput tables (only written when they are)."""
         self.add(
             "## Reading these numbers",
             "",
