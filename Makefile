@@ -91,8 +91,8 @@ api-key:
 ## Istio manifests, OCI images, offline config check -------------------------
 
 CHECK_CONFIG := target/debug/check-config
-# What `make check-config` checks by default: both overlays (and so the base).
-FILE ?= wasm-plugins-yaml/overlays/production wasm-plugins-yaml/overlays/staging
+# What `make check-config` checks by default: every overlay (and so the base).
+FILE ?= $(wildcard wasm-plugins-yaml/overlays/*)
 
 # The native check-config binary (tools/check-config): the filters' own config
 # parsers, run on pluginConfig files, manifest files or kustomize overlays.

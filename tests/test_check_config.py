@@ -18,7 +18,12 @@ sys.path.insert(0, str(REPO / "tools" / "check-config"))
 import manifests  # noqa: E402
 
 FIXTURES = Path("tests/fixtures/manifests")
-OVERLAYS = ["wasm-plugins-yaml/base", "wasm-plugins-yaml/overlays/production", "wasm-plugins-yaml/overlays/staging"]
+OVERLAYS = [
+    "wasm-plugins-yaml/base",
+    "wasm-plugins-yaml/overlays/production",
+    "wasm-plugins-yaml/overlays/staging",
+    "wasm-plugins-yaml/overlays/production-global-ratelimit",
+]
 FILTER_NAMES = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 
 

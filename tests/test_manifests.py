@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import free_port
 from harness.envoy import load_template
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ import manifests  # noqa: E402
 
 YAML_DIR = REPO / "wasm-plugins-yaml"
 OVERLAYS = ["wasm-plugins-yaml/base", "wasm-plugins-yaml/overlays/production", "wasm-plugins-yaml/overlays/staging"]
+GLOBAL = "wasm-plugins-yaml/overlays/production-global-ratelimit"
 SERVICES = ["mcp-gateway", "mcp-debate", "mcp-llm", "mcp-organization", "mcp-context", "mcp-rag"]
 CHAIN = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 PHASES = ["AUTHN", "AUTHZ", "STATS"]
@@ -32,7 +34,7 @@ AI_HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapi
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
     manifests.binary()
-    return {o: [e["resource"] for e in manifests.render(o)] for o in OVERLAYS}
+    return {o: [e["resource"] for e in manifests.render(o)] for o in [*OVERLAYS, GLOBAL]}
 
 
 def of_kind(resources: list[dict], kind: str) -> list[dict]:
@@ -51,7 +53,7 @@ def operator() -> dict:
 # ---- CRD schemas ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, GLOBAL])
 def test_every_resource_validates_against_its_istio_crd_schema(rendered, overlay):
     kinds = {r["kind"] for r in rendered[overlay]}
     assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule"}
@@ -358,3 +360,48 @@ def test_staging_organization_service_logs_its_debate_ids(rendered, envoy_factor
     assert envoy.request("GET", "/organizations/acme/debates/d-42/arguments").status == 200
     [line] = envoy.access_log(expect=1)
     assert line["debate_id"] == "d-42", line
+
+
+def test_global_rate_limit_overlay_points_both_limiters_at_the_service(rendered, envoy_factory):
+    resources = rendered[GLOBAL]
+    [entry] = [r for r in of_kind(resources, "ServiceEntry") if r["metadata"]["name"] == "ratelimit-service"]
+    [port] = entry["spec"]["ports"]
+    assert port["protocol"] == "GRPC"  # the RLS protocol needs HTTP/2
+    cluster = f"outbound|{port['number']}||{entry['spec']['hosts'][0]}"
+    limiters = [p for p in of_kind(resources, "WasmPlugin") if p["spec"]["pluginName"] == "org-rate-limit"]
+    assert len(limiters) == 2
+    for p in limiters:
+        assert p["spec"]["pluginConfig"]["limiter"] == "local_then_global"
+        assert p["spec"]["pluginConfig"]["global"]["cluster"] == cluster
+    # Everything else is production's.
+    prod = {r["metadata"]["name"]: r for r in rendered["wasm-plugins-yaml/overlays/production"]}
+    for r in resources:
+        if r["kind"] == "WasmPlugin" and r["spec"]["pluginName"] != "org-rate-limit":
+            assert r == prod[r["metadata"]["name"]]
+
+    # In a real Envoy with that cluster (nothing listening behind it): the
+    # service call fails and failure_mode open lets the request through.
+    def add_cluster(b):
+        b["static_resources"]["clusters"].append({
+            "name": cluster,
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}}]}]},
+        })
+
+    [llm_limiter] = [p for p in limiters if p["metadata"]["name"] == "org-rate-limit-llm"]
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": json.dumps(llm_limiter["spec"]["pluginConfig"])},
+                          mutate=add_cluster)
+    assert "invalid pluginConfig" not in envoy.log()
+    assert envoy.request("GET", "/generate", {"x-mcp-org-id": "initech", "x-mcp-plan": "free"}).status == 200
+    # ...after asking the service on exactly that cluster.
+    stats = envoy.admin("/stats?filter=upstream_cx_total")
+    attempts = [int(line.rsplit(": ", 1)[1]) for line in stats.splitlines() if line.startswith(f"cluster.{cluster}.upstream_cx_total:")]
+    assert attempts and attempts[0] >= 1, stats
