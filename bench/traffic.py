@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from configs import KEY_TEMPLATE, ORG_TEMPLATE, api_key_header, bench_key, bench_org, template
+from configs import ORG_TEMPLATE, api_key_header, bench_key, bench_org, template
 from harness.envoy import plugin_config
 from wrkrun import Request
 
@@ -53,7 +53,7 @@ def rotating_mcp_request() -> Request:
     """For bench.lua's rotate mode: the i-th organization's API token (line i
     of the values file) and, as in every bench request, its org header (which
     api-key-auth replaces)."""
-    req = mcp_request(KEY_TEMPLATE, ORG_TEMPLATE)
+    req = mcp_request(org=ORG_TEMPLATE)
     del req.headers[KEY_HEADER]  # two credentials would be refused
     req.headers["authorization"] = "Bearer {value}"
     return req
