@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from harness import ChildProcess
-from harness.envoy import ENVOY_BIN, REPO
+from harness.envoy import ENVOY_BIN, REPO, wait_until_ready
 
 
 class Envoy:
@@ -106,29 +106,8 @@ def start_envoy(workdir: Path, name: str, bootstrap: dict, concurrency: int, tim
         "--parent-shutdown-time-s", "2",
     ]
     proc = ChildProcess(name, argv, workdir, cwd=REPO)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            log = (log_path.read_text(errors="replace") if log_path.exists() else "") + proc.output()
-            proc.stop()
-            raise RuntimeError(f"Envoy `{name}` exited with {code} at start:\n{log[-4000:]}")
-        text = admin_file.read_text().strip() if admin_file.exists() else ""
-        if text:
-            admin_port = int(text.rsplit(":", 1)[1])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
-                    ready = r.status == 200
-                if ready:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/listeners?format=json", timeout=1) as r:
-                        listeners = json.loads(r.read())
-                    port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-                    return Envoy(name, proc, argv, admin_port, port, workdir)
-            except (OSError, KeyError, IndexError, ValueError):
-                pass
-        time.sleep(0.05)
-    proc.stop()
-    raise TimeoutError(f"Envoy `{name}` not ready after {timeout}s: see {log_path}")
+    admin_port, port = wait_until_ready(proc, admin_file, log_path, timeout)
+    return Envoy(name, proc, argv, admin_port, port, workdir)
 
 
 def start_sse_upstream(workdir: Path) -> tuple[ChildProcess, int]:

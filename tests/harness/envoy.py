@@ -261,16 +261,24 @@ def start_envoy(
         "--parent-shutdown-time-s", "2",
     ]
     proc = ChildProcess(name, argv, workdir, cwd=REPO)
+    admin_port, port = wait_until_ready(proc, admin_file, workdir / "envoy.log", timeout)
+    return Envoy(proc, workdir, admin_port, port)
+
+
+def wait_until_ready(proc: ChildProcess, admin_file: Path, log_path: Path, timeout: float) -> tuple[int, int]:
+    """Waits until an Envoy started with `--admin-address-path admin_file` and
+    port-0 listener/admin is ready; returns (admin port, first listener port).
+    Stops it and raises EnvoyFailedToStart if it exits, TimeoutError if slow."""
     deadline = time.monotonic() + timeout
-    envoy_log = workdir / "envoy.log"
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            log = (envoy_log.read_text(errors="replace") if envoy_log.exists() else "") + proc.output()
+            log = (log_path.read_text(errors="replace") if log_path.exists() else "") + proc.output()
             proc.stop()
             raise EnvoyFailedToStart(code, log)
-        if admin_file.exists() and admin_file.read_text().strip():
-            admin_port = int(admin_file.read_text().strip().rsplit(":", 1)[1])
+        text = admin_file.read_text().strip() if admin_file.exists() else ""
+        if text:
+            admin_port = int(text.rsplit(":", 1)[1])
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
                     ready = r.status == 200
@@ -278,12 +286,13 @@ def start_envoy(
                     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/listeners?format=json", timeout=1) as r:
                         listeners = json.loads(r.read())
                     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-                    return Envoy(proc, workdir, admin_port, port)
+                    return admin_port, port
             except (OSError, KeyError, IndexError, ValueError):
                 pass
         time.sleep(0.05)
     proc.stop()
-    raise TimeoutError(f"Envoy not ready after {timeout}s:\n{envoy_log.read_text(errors='replace')[-4000:]}")
+    tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+    raise TimeoutError(f"Envoy not ready after {timeout}s:\n{tail}")
 
 
 def expect_start_failure(workdir: Path, **kwargs) -> EnvoyFailedToStart:
