@@ -221,7 +221,13 @@ class Envoy:
         return self.access_log_path.read_text() if self.access_log_path.exists() else ""
 
     def log(self) -> str:
-        """Envoy's own log (includes every `wasm log` line of the filters)."""
+        """Envoy's own log (includes every `wasm log` line of the filters).
+
+        Envoy writes `--log-path` through its file flusher (every 50 ms here,
+        see `--file-flush-interval-msec`), so this waits past one flush: a
+        line logged before the call is in the text, and a check that a secret
+        is *not* in the log cannot pass just because it was not flushed yet."""
+        time.sleep(0.15)
         path = self.workdir / "envoy.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
