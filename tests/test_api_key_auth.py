@@ -429,6 +429,33 @@ def test_counters_by_decision_and_reason(auth_envoy):
     assert len(e.samples("mcp_auth_requests_total")) == 20
 
 
+def test_counters_are_per_filter_instance(envoy_factory):
+    """Two api-key-auth instances in one Envoy (an internal one that skips
+    everything after the edge one) count under their own `plugin` label."""
+    import copy
+
+    from harness.envoy import http_filters
+
+    def add_second_instance(bootstrap):
+        chain = http_filters(bootstrap)
+        second = copy.deepcopy(chain[0])
+        cfg = second["typed_config"]["config"]
+        cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = "api-key-auth-internal"
+        cfg["configuration"]["value"] = json.dumps(config(skip_paths=[{"prefix": "/"}]))
+        chain.insert(1, second)
+
+    e = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": config()}, mutate=add_second_instance)
+    for _ in range(2):
+        assert e.request("GET", "/mcp", {"x-api-key": ACME_NEW}).status == 200
+    assert e.request("GET", "/mcp").status == 401
+    m = lambda **labels: e.metric("mcp_auth_requests_total", **labels)  # noqa: E731
+    assert m(plugin="api-key-auth", decision="allowed") == 2
+    assert m(plugin="api-key-auth", decision="denied") == 1
+    assert m(plugin="api-key-auth-internal", decision="skipped") == 2
+    assert m(plugin="api-key-auth-internal", decision="allowed") == 0
+    assert m(decision="allowed") == 2, "the instances do not share counters"
+
+
 @pytest.mark.parametrize("level", ["info", "debug"])
 def test_no_credential_in_envoy_logs(envoy_factory, level):
     e = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": config()}, log_level=level)

@@ -31,15 +31,21 @@ proxy_wasm::main! {{
     });
 }}
 
-/// `mcp_auth_requests_total{decision, reason}`, one counter per outcome.
+/// `mcp_auth_requests_total{decision, reason, plugin}`, one counter per
+/// outcome; `plugin` is this filter instance's name, so two instances in one
+/// proxy (say, one per listener) count apart.
 struct Counters([Counter; Outcome::ALL.len()]);
 
 impl Counters {
-    fn define() -> Self {
+    fn define(plugin: &str) -> Self {
         Self(Outcome::ALL.map(|o| {
             Counter::define(&labeled(
                 "mcp_auth_requests_total",
-                &[("decision", o.decision()), ("reason", o.reason())],
+                &[
+                    ("decision", o.decision()),
+                    ("reason", o.reason()),
+                    ("plugin", plugin),
+                ],
             ))
         }))
     }
@@ -86,7 +92,7 @@ impl RootContext for Root {
         );
         self.shared = Some(Rc::new(Shared {
             policy,
-            counters: Counters::define(),
+            counters: Counters::define(&mesh_host::plugin_name()),
         }));
         true
     }

@@ -40,6 +40,18 @@ pub fn set_state(key: &str, value: &str) {
     let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
 }
 
+/// The name of this filter instance: Envoy's Wasm `config.name`, which Istio
+/// sets to `<namespace>.<WasmPlugin name>`. Used as the `plugin` label so two
+/// instances of one filter in one proxy count apart.
+pub fn plugin_name() -> String {
+    hostcalls::get_property(vec!["plugin_name"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Reads a filter-state value written by an earlier filter.
 pub fn get_state(key: &str) -> Option<String> {
     // Filter state written by another Wasm filter is namespaced `wasm.<key>`.
