@@ -441,6 +441,22 @@ def respond(method: str, path: str, headers: dict[str, str], body: bytes) -> Ans
 
 # ---- server --------------------------------------------------------------------
 
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The whole request body, content-length or chunked (the test harness's
+    recording upstream reads bodies with this too)."""
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                handler.rfile.readline()
+                return bytes(out)
+            out += handler.rfile.read(size)
+            handler.rfile.readline()
+    length = int(handler.headers.get("content-length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -448,21 +464,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.verbose:  # type: ignore[attr-defined]
             super().log_message(fmt, *args)
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _handle(self):
-        body = self._read_body()
+        body = read_request_body(self)
         headers = dict(self.headers.items())
         self.server.received.append((self.command, self.path, headers, body))  # type: ignore[attr-defined]
         answer = respond(self.command, self.path, headers, body)

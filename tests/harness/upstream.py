@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
+
+from .envoy import REPO
+
+sys.path.insert(0, str(REPO / "local" / "demo"))
+from fake_llm import read_request_body  # noqa: E402  (one chunked-body reader for both upstreams)
 
 
 @dataclass
@@ -62,11 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self):
-        length = int(self.headers.get("content-length") or 0)
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            body = self._read_chunked()
-        else:
-            body = self.rfile.read(length) if length else b""
+        body = read_request_body(self)
         req = Received(self.command, self.path, list(self.headers.items()), body)
         upstream: Upstream = self.server.upstream  # type: ignore[attr-defined]
         upstream._record(req)
@@ -95,16 +97,6 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(reply.chunk_delay)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-
-    def _read_chunked(self) -> bytes:
-        out = bytearray()
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return bytes(out)
-            out += self.rfile.read(size)
-            self.rfile.readline()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
