@@ -52,13 +52,6 @@ pub fn plugin_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Reads a filter-state value written by an earlier filter.
-pub fn get_state(key: &str) -> Option<String> {
-    // Filter state written by another Wasm filter is namespaced `wasm.<key>`.
-    let bytes = hostcalls::get_property(vec![key]).ok().flatten()?;
-    String::from_utf8(bytes).ok()
-}
-
 /// A counter defined once per VM; a failure to define it leaves a no-op.
 #[derive(Debug, Clone, Copy)]
 pub struct Counter(Option<u32>);
