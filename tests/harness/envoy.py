@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from .process import ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_BIN = REPO / ".venv" / "bin" / "envoy"
-DIST = REPO / "dist"
+# MESH_WASM_DIR runs the tests against other builds (an older commit's, to
+# show a new test fails there).
+DIST = Path(os.environ.get("MESH_WASM_DIR", REPO / "dist"))
 TEMPLATE = REPO / "local" / "envoy.yaml"
 
 # Chain order, as in local/envoy.yaml and the Istio phases.

@@ -20,6 +20,7 @@
 use crate::path_pattern::PathPattern;
 use mesh_core::config_error::{ConfigError, Validate};
 use mesh_core::jsonrpc::MAX_FACT_LEN;
+use mesh_core::jsonrpc_scan::{Pointers, MAX_POINTERS};
 use serde::Deserialize;
 
 /// Largest `max_body_bytes` accepted: the prefix lives in the Wasm heap of
@@ -133,6 +134,8 @@ pub struct Settings {
     pub max_value_len: usize,
     pub success_rate: f64,
     pub always_log_traced: bool,
+    /// The JSON pointers of the debate-id sources, for the body scanner.
+    pub pointers: Pointers,
 }
 
 impl Config {
@@ -168,7 +171,18 @@ impl Config {
         for (i, source) in self.debate_id_sources.iter().enumerate() {
             sources.push(compile_source(i, source)?);
         }
+        let pointers = Pointers::parse(sources.iter().filter_map(|s| match s {
+            Source::JsonPointer(p) => Some(p.as_str()),
+            _ => None,
+        }))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "debate_id_sources",
+                format!("at most {MAX_POINTERS} json_pointer sources"),
+            )
+        })?;
         Ok(Settings {
+            pointers,
             max_body_bytes: self.max_body_bytes,
             max_response_body_bytes: self.max_response_body_bytes,
             sources,

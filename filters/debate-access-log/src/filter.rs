@@ -7,8 +7,8 @@ use crate::record::{self, BodyFacts, Headers};
 use crate::response_watch::ResponseWatch;
 use crate::sampling::{Outcome, Verdict};
 use crate::stats;
-use mesh_core::body_prefix::BodyPrefix;
 use mesh_core::jsonrpc;
+use mesh_core::jsonrpc_scan::Scanner;
 use mesh_host::Counter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -75,7 +75,7 @@ impl RootContext for Root {
             settings,
             counters,
             jsonrpc: false,
-            prefix: None,
+            body_scan: None,
             body: BodyFacts::default(),
             response: None,
         }))
@@ -87,20 +87,28 @@ struct Request {
     counters: Rc<Counters>,
     /// The request is a JSON-RPC POST with a body.
     jsonrpc: bool,
-    /// The start of a JSON-RPC request body, until `on_log` parses it.
-    prefix: Option<BodyPrefix>,
+    /// Scans a JSON-RPC request body as it streams by, up to the cap.
+    body_scan: Option<BodyScan>,
     body: BodyFacts,
     /// Looks for an MCP error in the response to a JSON-RPC request.
     response: Option<ResponseWatch>,
 }
 
+/// The scanner and how much of the body went by.
+struct BodyScan {
+    scanner: Scanner,
+    cap: usize,
+    seen: usize,
+    ended: bool,
+}
+
 impl Request {
-    /// Parses the prefix read so far, once, and frees it.
+    /// Takes the facts scanned so far, once.
     fn finish_body(&mut self) {
-        if let Some(prefix) = self.prefix.take() {
+        if let Some(scan) = self.body_scan.take() {
             self.body = BodyFacts {
-                facts: jsonrpc::parse_prefix(prefix.bytes()),
-                truncated: !prefix.is_complete(),
+                facts: scan.scanner.facts(),
+                truncated: !scan.ended || scan.seen > scan.cap,
             };
         }
     }
@@ -135,7 +143,12 @@ impl HttpContext for Request {
         self.jsonrpc =
             jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(&method), content_type.as_deref());
         if self.jsonrpc && self.settings.wants_body() {
-            self.prefix = Some(BodyPrefix::new(self.settings.max_body_bytes));
+            self.body_scan = Some(BodyScan {
+                scanner: Scanner::new(self.settings.pointers.clone()),
+                cap: self.settings.max_body_bytes,
+                seen: 0,
+                ended: false,
+            });
         }
         Action::Continue
     }
@@ -175,28 +188,32 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, chunk_len: usize, end_of_stream: bool) -> Action {
-        // Always Continue: the upload streams on while we copy at most the cap.
-        let Some(prefix) = self.prefix.as_mut() else {
+        // Always Continue: the upload streams on while the scanner reads at
+        // most the cap, chunk by chunk, keeping no copy of the body.
+        let Some(scan) = self.body_scan.as_ref() else {
             return Action::Continue;
         };
-        let room = prefix.room(chunk_len);
-        let copied = if room > 0 {
+        let room = chunk_len.min(scan.cap.saturating_sub(scan.seen));
+        let wanted = room > 0 && !scan.scanner.is_done();
+        let copied = if wanted {
             self.get_http_request_body(0, room).unwrap_or_default()
         } else {
             Vec::new()
         };
-        // Past the cap only the byte count moves on, so the log can tell a
-        // body that was exactly the cap from one that was longer.
-        if let Some(prefix) = self.prefix.as_mut() {
-            prefix.push(&copied, chunk_len, end_of_stream);
+        if let Some(scan) = self.body_scan.as_mut() {
+            scan.scanner.push(&copied);
+            // Past the cap only the byte count moves on, so the log can tell
+            // a body that was exactly the cap from one that was longer.
+            scan.seen = scan.seen.saturating_add(chunk_len);
+            scan.ended |= end_of_stream;
         }
         Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
         // Trailers end the body without an end_of_stream data frame.
-        if let Some(prefix) = self.prefix.as_mut() {
-            prefix.push(&[], 0, true);
+        if let Some(scan) = self.body_scan.as_mut() {
+            scan.ended = true;
         }
         Action::Continue
     }

@@ -13,6 +13,7 @@ use crate::sampling::{self, Outcome, SampleKey, Verdict};
 use crate::trace_context::{self, TraceContext};
 use mesh_core::identity::state;
 use mesh_core::jsonrpc::{id_to_text, RequestFacts};
+pub use mesh_core::log_value::clean;
 
 /// What the body told us, if this filter read it.
 #[derive(Debug, Clone, Default)]
@@ -160,28 +161,6 @@ fn debate_id(
     })
 }
 
-/// A client-supplied value made safe for any log sink: invalid UTF-8 and
-/// control characters (newlines, escapes, NUL, DEL, C1, line separators)
-/// become U+FFFD, surrounding whitespace goes, and the result is cut to `max`
-/// bytes on a character boundary. Quotes stay: Envoy's JSON formatter escapes
-/// them. Empty results are `None`.
-pub fn clean(value: &[u8], max: usize) -> Option<String> {
-    let text = String::from_utf8_lossy(value);
-    let mut out = String::with_capacity(text.len().min(max));
-    for c in text.trim().chars() {
-        let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-            char::REPLACEMENT_CHARACTER
-        } else {
-            c
-        };
-        if out.len() + c.len_utf8() > max {
-            break;
-        }
-        out.push(c);
-    }
-    (!out.is_empty()).then_some(out)
-}
-
 /// `a,b,c` of the cleaned values, cut to `max` bytes.
 fn join<'a>(values: impl Iterator<Item = &'a str>, max: usize) -> Option<String> {
     let joined = values.collect::<Vec<_>>().join(",");
@@ -211,7 +190,8 @@ fn format_rate(rate: f64) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use mesh_core::jsonrpc::{parse, parse_prefix};
+    use mesh_core::jsonrpc::parse_with;
+    use mesh_core::jsonrpc_scan::Pointers;
     use std::collections::HashMap;
 
     type Map = HashMap<&'static str, &'static [u8]>;
@@ -249,10 +229,33 @@ mod tests {
     };
     const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_argument","arguments":{"debate_id":"d-body","text":"x"}}}"#;
 
+    fn parse(bytes: &[u8]) -> Option<mesh_core::jsonrpc::RequestFacts> {
+        parse_with(
+            bytes,
+            &Pointers::parse(["/params/arguments/debate_id"]).unwrap(),
+        )
+    }
+
     fn body(bytes: &[u8]) -> BodyFacts {
         BodyFacts {
             facts: parse(bytes),
             truncated: false,
+        }
+    }
+
+    /// Bodies the MCP server accepts and serde_json refuses are logged with
+    /// their facts (issue 12).
+    #[test]
+    fn bodies_serde_refuses_are_logged_with_their_facts() {
+        let s = settings("{}");
+        for value in ["NaN", "Infinity", "1e400", &"7".repeat(400)] {
+            let call = format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"run_debate_round","arguments":{{"debate_id":"d-9","n":{value}}}}}}}"#
+            );
+            let f = run(&s, &Map::new(), &Map::new(), body(call.as_bytes()), OK);
+            assert_eq!(f[state::METHOD], "tools/call", "{value}");
+            assert_eq!(f[state::TOOL], "run_debate_round");
+            assert_eq!(f[state::DEBATE_ID], "d-9");
         }
     }
 
@@ -335,7 +338,7 @@ mod tests {
             &Map::new(),
             &Map::new(),
             BodyFacts {
-                facts: parse_prefix(cut),
+                facts: parse(cut),
                 truncated: true,
             },
             OK,

@@ -1,17 +1,20 @@
 //! Facts about an MCP (JSON-RPC 2.0) request body: method, tool, id, and any
 //! value addressed by a JSON pointer (the debate id, for example).
 //!
-//! Bodies arrive in chunks; the filters collect at most a configured cap of
-//! bytes (see [`crate::body_prefix`]) and call [`parse`] (whole body) or
-//! [`parse_prefix`] (a body cut at the cap) once. A body that is not JSON-RPC
-//! or is malformed simply yields no facts: it never fails the request.
+//! Request bodies are read by the tolerant streaming scanner in
+//! [`crate::jsonrpc_scan`], which reads a body the way the MCP server does
+//! (NaN, huge numbers, deep nesting, escaped keys, last duplicate wins). A
+//! body that is not JSON-RPC yields no facts; one that is cut or broken yields
+//! facts whose open message is not *settled*, and whoever prices or
+//! authorizes it must assume the worst.
 
+use crate::jsonrpc_scan::{self, Pointers};
 use serde_json::Value;
 
 /// Longest value we keep for any single fact; clients control these strings.
 pub const MAX_FACT_LEN: usize = 256;
 
-/// Deepest nesting [`parse_prefix`] repairs; serde_json refuses deeper input anyway.
+/// Deepest nesting [`response_error`] repairs; serde_json refuses deeper input anyway.
 const MAX_DEPTH: usize = 128;
 
 /// What one JSON-RPC message of a body says.
@@ -21,8 +24,29 @@ pub struct MessageFacts {
     pub method: Option<String>,
     /// `params.name` of a `tools/call`.
     pub tool: Option<String>,
-    /// The JSON-RPC `id` (number or string); `None` for notifications.
+    /// `params.name` whatever the method (`prompts/get` names a prompt).
+    pub name: Option<String>,
+    /// `params.uri` (`resources/read`).
+    pub uri: Option<String>,
+    /// The JSON-RPC `id` (string, or a valid JSON number); `None` for
+    /// notifications.
     pub id: Option<Value>,
+    /// The message's object closed in a well-formed body: nothing later in
+    /// the body can change these facts. False for a message cut at the cap or
+    /// in a body that broke.
+    pub settled: bool,
+    /// Values at the scan's JSON pointers, in their order.
+    pub pointers: Vec<Option<String>>,
+}
+
+impl MessageFacts {
+    /// A message that is known to exist but of which nothing can be trusted.
+    pub fn unsettled(pointers: usize) -> Self {
+        Self {
+            pointers: vec![None; pointers],
+            ..Self::default()
+        }
+    }
 }
 
 /// What a request body says: the first JSON-RPC message's facts at the top
@@ -39,25 +63,25 @@ pub struct RequestFacts {
     pub batch_len: usize,
     /// Every JSON-RPC message, in body order (one unless a batch).
     pub messages: Vec<MessageFacts>,
-    /// True when the facts come from a body cut at the cap: later messages or
-    /// members may be missing.
+    /// The body was cut (at the cap) before its top-level value ended:
+    /// later messages or members may be missing.
     pub truncated: bool,
-    /// The parsed JSON-RPC messages, for pointer lookups.
-    values: Vec<Value>,
+    /// The body is not well-formed JSON from some byte on (the server will
+    /// refuse it); nothing after that byte was read.
+    pub broken: bool,
+    /// The pointers the scan followed (for [`RequestFacts::pointer`]).
+    pub(crate) pointers: Pointers,
 }
 
 impl RequestFacts {
-    /// The string (or number) at `pointer` (RFC 6901) in the first message
-    /// that has one, capped to [`MAX_FACT_LEN`].
-    pub fn pointer(&self, pointer: &str) -> Option<String> {
-        self.values
-            .iter()
-            .find_map(|message| message.pointer(pointer).and_then(scalar_to_string))
-    }
-
     /// The `id` rendered as JSON text (`7`, `"abc"`), for logs.
     pub fn id_text(&self) -> Option<String> {
         self.id.as_ref().map(id_to_text)
+    }
+
+    /// True when the whole body was read and is well-formed.
+    pub fn is_complete(&self) -> bool {
+        !self.truncated && !self.broken
     }
 }
 
@@ -66,27 +90,14 @@ pub fn id_to_text(id: &Value) -> String {
     cap(id.to_string())
 }
 
-/// Parses a complete request body. Returns `None` unless the body is a JSON
-/// object or an array holding at least one object with `"jsonrpc"` or `"method"`.
+/// Scans a request body, whole or cut, without JSON pointers.
 pub fn parse(body: &[u8]) -> Option<RequestFacts> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    facts_of(value)
+    jsonrpc_scan::scan(body, &Pointers::default())
 }
 
-/// Parses a body that may have been cut anywhere (at the filter's cap). A
-/// complete body parses as with [`parse`]; a cut one is closed after its last
-/// complete member or element (`{"id":7,"method":"tools/call","params":{"na`
-/// reads as `{"id":7,"method":"tools/call","params":{}}`) and comes back with
-/// `truncated` set. The method, id and tool name that MCP clients send before
-/// the (possibly large) arguments survive the cut.
-pub fn parse_prefix(body: &[u8]) -> Option<RequestFacts> {
-    if let Some(facts) = parse(body) {
-        return Some(facts);
-    }
-    let repaired = close_truncated(body)?;
-    let mut facts = parse(&repaired)?;
-    facts.truncated = true;
-    Some(facts)
+/// Scans a request body, whole or cut, following `pointers`.
+pub fn parse_with(body: &[u8], pointers: &Pointers) -> Option<RequestFacts> {
+    jsonrpc_scan::scan(body, pointers)
 }
 
 /// What a JSON-RPC response says went wrong.
@@ -124,52 +135,6 @@ fn message_error(message: &Value) -> Option<ResponseError> {
     }
     let is_error = message.pointer("/result/isError").and_then(Value::as_bool);
     (is_error == Some(true)).then_some(ResponseError::ToolError)
-}
-
-fn facts_of(value: Value) -> Option<RequestFacts> {
-    let (items, batch_len) = match value {
-        Value::Array(items) => {
-            let len = items.len();
-            (items, len)
-        }
-        other => (vec![other], 1),
-    };
-    let values: Vec<Value> = items.into_iter().filter(is_jsonrpc_message).collect();
-    let messages: Vec<MessageFacts> = values.iter().map(message_facts).collect();
-    let first = messages.first()?.clone();
-    Some(RequestFacts {
-        method: first.method,
-        tool: first.tool,
-        id: first.id,
-        batch_len,
-        messages,
-        truncated: false,
-        values,
-    })
-}
-
-fn is_jsonrpc_message(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|obj| obj.contains_key("jsonrpc") || obj.contains_key("method"))
-}
-
-fn message_facts(message: &Value) -> MessageFacts {
-    let method = message.get("method").and_then(Value::as_str).map(capped);
-    let tool = if method.as_deref() == Some("tools/call") {
-        message
-            .get("params")
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .map(capped)
-    } else {
-        None
-    };
-    let id = message
-        .get("id")
-        .filter(|v| v.is_string() || v.is_number())
-        .cloned();
-    MessageFacts { method, tool, id }
 }
 
 /// Closes a JSON text cut at an arbitrary byte: keeps everything up to the
@@ -234,18 +199,6 @@ pub fn is_jsonrpc_post(method: &str, content_type: Option<&str>) -> bool {
         })
 }
 
-fn scalar_to_string(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(capped(s)),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn capped(s: &str) -> String {
-    cap(s.to_string())
-}
-
 fn cap(mut s: String) -> String {
     if s.len() > MAX_FACT_LEN {
         let mut end = MAX_FACT_LEN;
@@ -263,9 +216,13 @@ mod tests {
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_argument","arguments":{"debate_id":"d-42","text":"hi"}}}"#;
 
+    fn with_pointer(body: &[u8], pointer: &str) -> Option<RequestFacts> {
+        parse_with(body, &Pointers::parse([pointer]).unwrap())
+    }
+
     #[test]
     fn tools_call_facts() {
-        let f = parse(CALL.as_bytes()).unwrap();
+        let f = with_pointer(CALL.as_bytes(), "/params/arguments/debate_id").unwrap();
         assert_eq!(f.method.as_deref(), Some("tools/call"));
         assert_eq!(f.tool.as_deref(), Some("submit_argument"));
         assert_eq!(f.id_text().as_deref(), Some("7"));
@@ -275,6 +232,7 @@ mod tests {
         );
         assert_eq!(f.pointer("/params/arguments/missing"), None);
         assert_eq!(f.batch_len, 1);
+        assert!(f.messages[0].settled && f.is_complete());
     }
 
     #[test]
@@ -298,9 +256,10 @@ mod tests {
             &b""[..],
             b"[]",
             b"{\"a\":1}",
-            b"{\"jsonrpc\":",
             b"\xff\xfe",
             b"42",
+            b"\"x\"",
+            b"  ",
         ] {
             assert_eq!(parse(body), None, "{body:?}");
         }
@@ -345,7 +304,7 @@ mod tests {
         let body = br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},
             {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"vote","arguments":{"debate_id":"d-9"}}},
             {"jsonrpc":"2.0","id":3,"result":{}}, 42]"#;
-        let f = parse(body).unwrap();
+        let f = with_pointer(body, "/params/arguments/debate_id").unwrap();
         assert_eq!(f.batch_len, 4);
         assert_eq!(f.messages.len(), 3);
         assert_eq!(f.method.as_deref(), Some("notifications/initialized"));
@@ -366,7 +325,7 @@ mod tests {
 
     #[test]
     fn prefix_of_a_complete_body_is_not_truncated() {
-        let f = parse_prefix(CALL.as_bytes()).unwrap();
+        let f = parse(CALL.as_bytes()).unwrap();
         assert!(!f.truncated);
         assert_eq!(f.tool.as_deref(), Some("submit_argument"));
     }
@@ -374,8 +333,8 @@ mod tests {
     #[test]
     fn cut_body_keeps_what_came_before_the_cut() {
         let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"submit_argument","arguments":{"debate_id":"d-42","text":"a very long argu"#;
-        let f = parse_prefix(body).unwrap();
-        assert!(f.truncated);
+        let f = with_pointer(body, "/params/arguments/debate_id").unwrap();
+        assert!(f.truncated && !f.messages[0].settled);
         assert_eq!(f.method.as_deref(), Some("tools/call"));
         assert_eq!(f.tool.as_deref(), Some("submit_argument"));
         assert_eq!(f.id_text().as_deref(), Some("7"));
@@ -388,8 +347,10 @@ mod tests {
     #[test]
     fn cut_batch_keeps_the_complete_messages() {
         let body = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"meth"#;
-        let f = parse_prefix(body).unwrap();
+        let f = parse(body).unwrap();
         assert!(f.truncated);
+        let settled: Vec<_> = f.messages.iter().map(|m| m.settled).collect();
+        assert_eq!(settled, vec![true, true, false]);
         let methods: Vec<_> = f.messages.iter().map(|m| m.method.as_deref()).collect();
         // The third message is cut before its method: it survives as {"jsonrpc":"2.0","id":3}.
         assert_eq!(methods, vec![Some("ping"), Some("tools/list"), None]);
@@ -398,7 +359,7 @@ mod tests {
     #[test]
     fn brackets_and_commas_inside_strings_do_not_confuse_the_repair() {
         let body = br#"{"jsonrpc":"2.0","id":"a,}]\"{[","method":"tools/call","params":{"name":"x\\","arguments":{"t":"}],"#;
-        let f = parse_prefix(body).unwrap();
+        let f = parse(body).unwrap();
         assert_eq!(f.id, Some(Value::from("a,}]\"{[")));
         assert_eq!(f.tool.as_deref(), Some("x\\"));
     }
@@ -411,7 +372,7 @@ mod tests {
         let mut had_method = false;
         let mut had_tool = false;
         for end in 0..=body.len() {
-            let facts = parse_prefix(&body[..end]);
+            let facts = parse(&body[..end]);
             if let Some(f) = &facts {
                 assert!(f.method.is_none() || f.method.as_deref() == Some("tools/call"));
                 assert!(f.tool.is_none() || f.tool.as_deref() == Some("submit_argument"));
@@ -428,32 +389,20 @@ mod tests {
     }
 
     #[test]
-    fn malformed_and_hostile_prefixes_yield_nothing() {
+    fn malformed_bodies_settle_nothing() {
         let deep = "[".repeat(10_000);
         for body in [
             &b"{]"[..],
             b"}}}}",
             b"{\"jsonrpc\":\"2.0\"}}",
-            b"[1,2,",
+            b"{\"jsonrpc\":",
             b"\xff{\"method\":\"x\",",
             deep.as_bytes(),
         ] {
-            assert_eq!(parse_prefix(body), None, "{body:?}");
+            let f = parse(body).unwrap_or_else(|| panic!("{body:?}"));
+            assert!(f.messages.iter().all(|m| !m.settled), "{body:?}");
+            assert!(!f.is_complete());
         }
-    }
-
-    #[test]
-    fn close_truncated_shapes() {
-        let close = |s: &str| close_truncated(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
-        assert_eq!(close(r#"{"a":1,"b":"x"#).as_deref(), Some(r#"{"a":1}"#));
-        assert_eq!(
-            close(r#"{"a":{"b":[1,2"#).as_deref(),
-            Some(r#"{"a":{"b":[1]}}"#)
-        );
-        assert_eq!(close(r#"{"a":{}"#).as_deref(), Some(r#"{"a":{}}"#));
-        assert_eq!(close(r#"{"a"#).as_deref(), Some("{}"));
-        assert_eq!(close(r#"{"a":1}"#), None);
-        assert_eq!(close("nul"), None);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::rules::{Classified, Rules, Target};
 use crate::store::{self, ReadError, SetError, SharedStore};
 use mesh_core::identity::state;
 use mesh_core::jsonrpc::{self, RequestFacts};
+use mesh_core::jsonrpc_scan::{Pointers, Scanner};
+use mesh_core::log_value::clean;
 use mesh_core::metrics::labeled;
 use mesh_core::token_bucket::Quota;
 use mesh_host::Counter;
@@ -149,6 +151,8 @@ impl RootContext for Root {
             jsonrpc: false,
             target: None,
             waiting_for_body: false,
+            scanner: None,
+            scanned: 0,
             jsonrpc_id: None,
             pending_global: None,
             response_headers: Vec::new(),
@@ -165,6 +169,11 @@ struct Request {
     target: Option<Target>,
     /// A cost rule needs the JSON-RPC method / tool: decide in the body.
     waiting_for_body: bool,
+    /// Reads the body as Envoy buffers it, chunk by chunk (never the whole
+    /// buffer again), up to `max_body_bytes`.
+    scanner: Option<Scanner>,
+    /// Bytes of the buffered body fed to the scanner so far.
+    scanned: usize,
     /// The JSON-RPC id, once the body was read (echoed in error answers).
     jsonrpc_id: Option<Value>,
     /// Policy name of a request waiting for the rate-limit service, and when
@@ -422,19 +431,50 @@ impl Request {
         Some(self.finish(Decision::Limited, &target.policy, Some(outcome.quota)))
     }
 
-    /// The body (up to the cap) is here: cost it and decide.
-    fn decide_with_body(&mut self, body_size: usize) -> Action {
+    /// Feeds the scanner what Envoy buffered since the last call (up to the
+    /// cap); true once nothing more could change the facts.
+    fn scan_body(&mut self, buffered: usize) -> bool {
+        let upto = buffered.min(self.body_cap());
+        if upto > self.scanned {
+            let chunk = self
+                .get_http_request_body(self.scanned, upto - self.scanned)
+                .unwrap_or_default();
+            if let Some(scanner) = self.scanner.as_mut() {
+                scanner.push(&chunk);
+            }
+            self.scanned = upto;
+        }
+        self.scanned >= self.body_cap() || self.scanner.as_ref().is_none_or(Scanner::is_done)
+    }
+
+    /// The body (up to the cap, or up to where the facts settled) is here:
+    /// cost it and decide.
+    fn decide_with_body(&mut self) -> Action {
         self.waiting_for_body = false;
-        let take = body_size.min(self.body_cap());
-        let facts = self
-            .get_http_request_body(0, take)
-            .and_then(|bytes| jsonrpc::parse_prefix(&bytes));
+        let facts = self.scanner.take().and_then(|s| s.facts());
         self.jsonrpc_id = facts.as_ref().and_then(|f| f.id.clone());
         let cost = self
             .shared
             .rules
             .cost(&self.path, &self.method, facts.as_ref());
+        // A rejected body never reaches the access-log filter behind us:
+        // hand over what it said (before a local reply ends the stream), so
+        // the line still names the call. The access log overwrites it with
+        // the same facts when the body does reach it.
+        if let Some(f) = &facts {
+            record_facts(f);
+        }
         self.run(cost, facts.as_ref())
+    }
+}
+
+/// The first message's method and tool, cleaned, in the access-log keys.
+fn record_facts(facts: &RequestFacts) {
+    let max = jsonrpc::MAX_FACT_LEN;
+    for (key, value) in [(state::METHOD, &facts.method), (state::TOOL, &facts.tool)] {
+        if let Some(v) = value.as_deref().and_then(|v| clean(v.as_bytes(), max)) {
+            mesh_host::set_state(key, &v);
+        }
     }
 }
 
@@ -493,6 +533,7 @@ impl HttpContext for Request {
                 // Proxy-Wasm in Envoy only delivers the body once the headers
                 // went on; the body itself is held until the decision.
                 self.waiting_for_body = true;
+                self.scanner = Some(Scanner::new(Pointers::default()));
                 Action::Continue
             }
         }
@@ -502,19 +543,18 @@ impl HttpContext for Request {
         if !self.waiting_for_body {
             return Action::Continue;
         }
-        if !end_of_stream && body_size < self.body_cap() {
-            // Envoy buffers the body until we have enough (max_body_bytes).
+        if !self.scan_body(body_size) && !end_of_stream {
+            // Envoy buffers the body until the facts settle or the cap.
             return Action::Pause;
         }
-        self.decide_with_body(body_size)
+        self.decide_with_body()
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
         if !self.waiting_for_body {
             return Action::Continue;
         }
-        let cap = self.body_cap();
-        self.decide_with_body(cap)
+        self.decide_with_body()
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {

@@ -242,38 +242,44 @@ impl Rules {
     }
 
     /// Tokens the request costs. `body`: the JSON-RPC facts when they were
-    /// read (None: not read, or not JSON-RPC). Every message of a batch pays;
-    /// a message whose method was cut off by `max_body_bytes`, and the unseen
-    /// rest of a cut batch, pay the highest rule that could match, so padding
-    /// a body never makes it cheaper.
+    /// read (None: not read, or not JSON-RPC). Every message of a batch pays.
+    /// A message that is not settled (cut by `max_body_bytes`, or in a body
+    /// that broke) could still turn out to be anything, so it pays the
+    /// highest rule that could match, and so does the unseen rest of a cut
+    /// batch: padding or malforming a body never makes it cheaper.
     pub fn cost(&self, path: &str, method: &str, body: Option<&RequestFacts>) -> u64 {
         let Some(facts) = body.filter(|f| !f.messages.is_empty()) else {
             return self.cost_of(path, method, None, None);
         };
-        let worst = || {
-            self.costs
-                .iter()
-                .filter(|r| r.needs_body() && matches_http(r, path, method))
-                .map(|r| r.cost)
-                .chain(std::iter::once(self.cost_of(path, method, None, None)))
-                .max()
-                .unwrap_or(self.default_cost)
-        };
+        let worst = || self.max_cost(path, method);
         let mut total: u64 = 0;
         for m in &facts.messages {
-            let c = match (&m.method, facts.truncated) {
-                (None, true) => worst(),
-                _ => self.cost_of(path, method, m.method.as_deref(), m.tool.as_deref()),
+            let c = if m.settled {
+                self.cost_of(path, method, m.method.as_deref(), m.tool.as_deref())
+            } else {
+                worst()
             };
             total = total.saturating_add(c);
         }
-        // A cut batch may hide more messages; the one cut mid-way (no method
-        // seen) already paid the worst above.
-        let last_complete = facts.messages.last().is_some_and(|m| m.method.is_some());
-        if facts.truncated && facts.batch_len > 1 && last_complete {
+        // A cut batch may hide more messages; the one cut mid-way already
+        // paid the worst above.
+        let last_settled = facts.messages.last().is_some_and(|m| m.settled);
+        if !facts.is_complete() && facts.batch_len > 1 && last_settled {
             total = total.saturating_add(worst());
         }
         total
+    }
+
+    /// The most a request with this path and method can cost whatever its
+    /// body says.
+    pub fn max_cost(&self, path: &str, method: &str) -> u64 {
+        self.costs
+            .iter()
+            .filter(|r| r.needs_body() && matches_http(r, path, method))
+            .map(|r| r.cost)
+            .chain(std::iter::once(self.cost_of(path, method, None, None)))
+            .max()
+            .unwrap_or(self.default_cost)
     }
 
     /// The least a request with this path and method can cost whatever its
@@ -398,7 +404,7 @@ mod tests {
     }
 
     fn facts(body: &str) -> RequestFacts {
-        jsonrpc::parse_prefix(body.as_bytes()).unwrap()
+        jsonrpc::parse(body.as_bytes()).unwrap()
     }
 
     #[test]
@@ -445,17 +451,44 @@ mod tests {
     #[test]
     fn cut_bodies_never_get_cheaper() {
         let r = rules(CFG);
-        // Method before the cut: charged exactly.
-        let cut = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_debate_round","arguments":{"text":"aaaa"#;
+        // Tool read before the cut, but a later duplicate could replace it:
+        // the worst matching rule.
+        let cut = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"other","arguments":{"text":"aaaa"#;
         assert_eq!(r.cost("/mcp", "POST", Some(&facts(cut))), 5);
         // Method hidden behind padding: the worst matching rule.
         let hidden = r#"{"jsonrpc":"2.0","id":1,"params":{"pad":"aaaaaaaa"#;
         assert_eq!(r.cost("/mcp", "POST", Some(&facts(hidden))), 5);
+        // Tool name after the cut (padding, or arguments first).
+        let late =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"t":"aaa"#;
+        assert_eq!(r.cost("/mcp", "POST", Some(&facts(late))), 5);
+        // No jsonrpc key before the padding either.
+        let bare = r#"{"id":1,"params":{"pad":"aaa"#;
+        assert_eq!(r.cost("/mcp", "POST", Some(&facts(bare))), 5);
         // A cut batch pays for what it showed plus the worst for the rest.
         let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"meth"#;
         assert_eq!(r.cost("/mcp", "POST", Some(&facts(batch))), 6);
         let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"},"#;
         assert_eq!(r.cost("/mcp", "POST", Some(&facts(batch))), 7);
+    }
+
+    #[test]
+    fn bodies_serde_refuses_are_charged_by_their_tool() {
+        let r = rules(CFG);
+        for value in ["NaN", "Infinity", "1e400", &"9".repeat(400)] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"run_debate_round","arguments":{{"n":{value}}}}}}}"#
+            );
+            assert_eq!(r.cost("/mcp", "POST", Some(&facts(&body))), 5, "{value}");
+        }
+        let deep = format!("{}0{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{{"d":{deep}}},"name":"run_debate_round"}}}}"#
+        );
+        assert_eq!(r.cost("/mcp", "POST", Some(&facts(&body))), 5);
+        // A broken body (the server refuses it) pays the worst too.
+        let broken = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"]}"#;
+        assert_eq!(r.cost("/mcp", "POST", Some(&facts(broken))), 5);
     }
 
     #[test]

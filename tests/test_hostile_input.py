@@ -1,0 +1,105 @@
+"""Issue 12: the holes adversarial testing found, each proven closed in a real
+Envoy 1.40 (and, where the hole is a parser differential, against the real
+MCP server of the official SDK).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+META = ('"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+        '"io.modelcontextprotocol/clientCapabilities":{}}')
+
+# Values the official MCP server accepts and serde_json refuses.
+HOSTILE_VALUES = {
+    "nan": "NaN",
+    "infinity": "Infinity",
+    "huge_exponent": "1e400",
+    "400_digits": "9" * 400,
+    "deep_nesting": "[" * 150 + "1" + "]" * 150,
+}
+
+
+def tool_call(tool: str, extra: str, id: int = 1, debate_id: str = "d-1") -> bytes:
+    """A tools/call whose params carry `extra` (a raw JSON value) as `x`."""
+    return (f'{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{{META},'
+            f'"name":"{tool}","arguments":{{"debate_id":"{debate_id}"}},"x":{extra}}}}}').encode()
+
+
+def post(port: int, body: bytes, headers: dict | None = None, tool: str = "run_debate_round"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": tool,
+         **(headers or {})}
+    conn.request("POST", "/mcp", body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_VALUES))
+def test_the_real_mcp_server_runs_tools_for_bodies_serde_refuses(mcp_server, name):
+    """The differential is real: the SDK server runs the tool. (create_debate,
+    since run_debate_round needs a debate.)"""
+    status, data = post(mcp_server, tool_call("create_debate", HOSTILE_VALUES[name]).replace(
+        b'"arguments":{"debate_id":"d-1"}', b'"arguments":{"topic":"t"}'), tool="create_debate")
+    assert status == 200 and json.loads(data)["result"]["isError"] is False, data
+
+
+def test_the_real_mcp_server_takes_the_last_duplicate_name(mcp_server):
+    body = (f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{{META},"name":"get_debate",'
+            f'"arguments":{{"topic":"t"}},"name":"create_debate"}}}}').encode()
+    status, data = post(mcp_server, body, tool="create_debate")
+    assert status == 200 and "debate_id" in json.loads(data)["result"]["content"][0]["text"], data
+
+
+RATE = {
+    "plans": {"free": {"requests_per_hour": 1, "burst": 12}},
+    "costs": [{"mcp_method": "tools/call", "tool": "run_debate_round", "cost": 5}],
+}
+
+
+def chain(envoy_factory):
+    return envoy_factory(filters=["org-rate-limit", "debate-access-log"],
+                         configs={"org-rate-limit": RATE}, concurrency=2)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_VALUES))
+def test_bodies_serde_refuses_pay_their_tools_cost_and_are_logged(envoy_factory, upstream, name):
+    envoy = chain(envoy_factory)
+    org = {"x-mcp-org-id": f"fresh-{name}", "x-mcp-plan": "free"}
+    body = tool_call("run_debate_round", HOSTILE_VALUES[name], debate_id="d-77")
+    # burst 12 / cost 5: two calls, not twelve. The rest are read (2 tokens
+    # left cover the cheapest cost) and refused for their real cost; the
+    # refused ones are logged with the tool org-rate-limit read.
+    assert [post(envoy.port, body, org)[0] for _ in range(4)] == [200, 200, 429, 429]
+    logs = envoy.access_log(expect=4)
+    assert [l["mcp_tool"] for l in logs] == ["run_debate_round"] * 4
+    assert [l["mcp_method"] for l in logs] == ["tools/call"] * 4
+    assert [l["debate_id"] for l in logs[:2]] == ["d-77"] * 2
+    assert [l["ratelimit_result"] for l in logs] == ["allowed", "allowed", "limited", "limited"]
+
+
+@pytest.mark.parametrize("shape", ["padding_before_params", "arguments_before_name", "duplicate_name"])
+def test_a_tool_name_past_the_scan_cut_pays_the_worst_cost(envoy_factory, upstream, shape):
+    envoy = chain(envoy_factory)
+    pad = "a" * 20_000  # past max_body_bytes (16 KiB)
+    body = {
+        "padding_before_params": '{"jsonrpc":"2.0","id":1,"method":"tools/call","pad":"%s",'
+                                 '"params":{"name":"run_debate_round","arguments":{}}}' % pad,
+        "arguments_before_name": '{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+                                 '"params":{"arguments":{"t":"%s"},"name":"run_debate_round"}}' % pad,
+        "duplicate_name": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_debate",'
+                          '"arguments":{"t":"%s"},"name":"run_debate_round"}}' % pad,
+    }[shape].encode()
+    org = {"x-mcp-org-id": f"cut-{shape}", "x-mcp-plan": "free"}
+    assert [post(envoy.port, body, org)[0] for _ in range(3)] == [200, 200, 429]
+    # A small honest call of a cheap tool still pays 1: the worst is only for
+    # what could not be read.
+    cheap = tool_call("get_debate", "1")
+    fresh = {"x-mcp-org-id": f"cheap-{shape}", "x-mcp-plan": "free"}
+    assert [post(envoy.port, cheap, fresh, tool="get_debate")[0] for _ in range(13)] == [200] * 12 + [429]
