@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ChildProcess, free_port, wait_for_port
+from harness import ChildProcess, HeldPort, wait_for_output
 from test_org_rate_limit import direct_response_route, hammer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,13 +24,15 @@ RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
 
 @pytest.fixture
 def redis(tmp_path):
+    """A redis-server of this test's own, on a unix socket in its temp dir (a
+    TCP port picked in advance could be taken by another worker's server)."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
-    port = free_port()
-    proc = ChildProcess("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+    sock = tmp_path / "redis.sock"
+    proc = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
                                   "--save", "", "--appendonly", "no"], tmp_path)
-    wait_for_port(port, proc=proc)
-    yield f"redis://127.0.0.1:{port}"
+    wait_for_output(proc, r"ready to accept connections")
+    yield f"redis+unix://{sock}"
     proc.stop()
 
 
@@ -47,11 +49,10 @@ def rls_factory(tmp_path, redis):
     started = []
 
     def start(limits: list[dict], delay_ms: int = 0) -> Rls:
-        port = free_port()
         name = f"rls{len(started)}"
-        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", str(port), "--redis", redis,
+        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", "0", "--redis", redis,
                                    "--limits", json.dumps(limits), "--delay-ms", str(delay_ms)], tmp_path)
-        wait_for_port(port, proc=proc)
+        port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
         rls = Rls(proc, port)
         started.append(rls)
         return rls
@@ -136,8 +137,8 @@ def test_costs_travel_as_hits_addend(envoy_factory, rls_factory):
     ("closed", 429, "fail_closed"),
 ])
 def test_service_down_gives_the_failure_mode(envoy_factory, failure_mode, expected, decision):
-    dead_port = free_port()  # nothing listens here
-    envoy = replica(envoy_factory, dead_port, config(failure_mode=failure_mode))
+    dead = HeldPort()  # bound, never listening: connections are refused
+    envoy = replica(envoy_factory, dead.port, config(failure_mode=failure_mode))
     statuses = [envoy.request("GET", "/direct", org("acme")).status for _ in range(5)]
     assert statuses == [expected] * 5
     assert envoy.metric("mcp_ratelimit_requests_total", decision=decision, plan="free") == 5
@@ -145,6 +146,20 @@ def test_service_down_gives_the_failure_mode(envoy_factory, failure_mode, expect
     assert errors == 5, envoy.samples("mcp_ratelimit_service_errors_total")
     logs = envoy.access_log(expect=5)
     assert {l["ratelimit_result"] for l in logs} == {decision}
+    dead.close()
+
+
+def test_a_second_rate_limit_service_cannot_share_a_port(rls_factory, tmp_path):
+    """Regression for the once-flaky shadow test: gRPC's default SO_REUSEPORT
+    let two test services bind one port and split its connections."""
+    first = rls_factory([per_org(2)])
+    dup = ChildProcess("dup", [sys.executable, str(RLS_SERVER), "--port", str(first.port),
+                               "--redis", "redis://127.0.0.1:1", "--limits", "[]"], tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="Failed to bind"):
+            wait_for_output(dup, r"^listening on")
+    finally:
+        dup.stop()
 
 
 def test_slow_service_hits_the_timeout(envoy_factory, rls_factory):

@@ -8,9 +8,11 @@ fixture even when the test fails.
 
 from .envoy import Envoy, EnvoyFailedToStart, FILTERS, REPO, load_template, start_envoy
 from .upstream import Reply, Received, Upstream
-from .process import ChildProcess, free_port, wait_for_port
+from .process import ChildProcess, HeldPort, free_port, wait_for_output, wait_for_port
 
 __all__ = [
+    "HeldPort",
+    "wait_for_output",
     "ChildProcess",
     "Envoy",
     "EnvoyFailedToStart",

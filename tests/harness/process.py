@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,10 @@ def _die_with_parent() -> None:
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Racy by nature (another process,
+    or another pytest worker, may take it before it is bound): prefer a
+    server that binds port 0 and reports its port (`wait_for_output`), or
+    `HeldPort` for a port nothing may listen on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -37,6 +42,33 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: "ChildProcess | None" 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class HeldPort:
+    """A loopback port bound and never listened on, for as long as it is
+    held: a connection to it is refused, and no other process can take it."""
+
+    def __init__(self):
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def wait_for_output(proc: "ChildProcess", pattern: str, timeout: float = 20.0) -> "re.Match":
+    """Waits until the process prints a line matching `pattern` (a regex)."""
+    deadline = time.monotonic() + timeout
+    regex = re.compile(pattern, re.MULTILINE)
+    while time.monotonic() < deadline:
+        match = regex.search(proc.output())
+        if match:
+            return match
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.poll()}:\n{proc.output()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} printed no {pattern!r} in {timeout}s:\n{proc.output()}")
 
 
 class ChildProcess:

@@ -142,7 +142,11 @@ def main() -> None:
             response_serializer=M["RateLimitResponse"].SerializeToString,
         )
     })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    # gRPC sets SO_REUSEPORT by default: a second server on a taken port would
+    # bind too and silently share its connections (this made a test flaky
+    # when two pytest workers got the same free port). Port 0 plus the
+    # printed port, and no port sharing.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()

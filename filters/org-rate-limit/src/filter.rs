@@ -540,6 +540,12 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.pending_global.is_some() {
+            // Decided on the facts, waiting for the rate-limit service: the
+            // rest of the body waits too (Continue would release it upstream
+            // before the answer).
+            return Action::Pause;
+        }
         if !self.waiting_for_body {
             return Action::Continue;
         }
@@ -551,6 +557,9 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.pending_global.is_some() {
+            return Action::Pause;
+        }
         if !self.waiting_for_body {
             return Action::Continue;
         }
