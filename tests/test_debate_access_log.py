@@ -284,19 +284,27 @@ def test_success_sampling_keeps_errors_and_denials(envoy_factory, upstream):
     assert envoy.metric("mcp_access_log_requests_total", decision="sampled") == 0
 
 
-def test_sampling_follows_the_trace_id_like_opentelemetry(envoy_factory):
-    envoy = start(envoy_factory, {"sampling": {"success_rate": 0.5}})
-    kept = f"00-{TRACE_ID[:16]}0000000000000001-{SPAN_ID}-00"   # low 64 bits tiny: under any rate
-    dropped = f"00-{TRACE_ID[:16]}ffffffffffffffff-{SPAN_ID}-00"  # low 64 bits maximal: over any rate < 1
-    for i, tp in enumerate([dropped, kept, dropped, kept]):
-        envoy.request("GET", f"/t{i}", {"traceparent": tp})
-    envoy.request("GET", "/marker", {"traceparent": dropped, "x-debate-id": "end"})
-    lines = envoy.access_log(expect=2)
-    time.sleep(0.3)
-    lines = envoy.access_log()
-    assert [l["path"] for l in lines] == ["/t1", "/t3"]
-    assert all(l["sample_rate"] == "0.5" for l in lines)
-    assert {l["trace_id"] for l in lines} == {TRACE_ID[:16] + "0000000000000001"}
+SALT = "mesh-sampling-salt-for-tests"
+
+
+def test_sampling_cannot_be_evaded_by_chosen_trace_ids(envoy_factory):
+    """Trace ids whose low 64 bits are all ones are never kept by the plain
+    OpenTelemetry rule at any rate < 1; under the salted draw they are kept
+    at the rate, and two sidecars with one salt keep the same ones."""
+    cfg = {"sampling": {"success_rate": 0.5, "salt": SALT}}
+    sidecars = [start(envoy_factory, cfg), start(envoy_factory, cfg)]
+    kept = []
+    for envoy in sidecars:
+        for i in range(40):
+            envoy.request("GET", f"/t{i}", {"traceparent": f"00-{i:016x}ffffffffffffffff-{SPAN_ID}-00"})
+        envoy.request("GET", "/marker", {"x-debate-id": "end"})  # no trace id: always kept
+        envoy.access_log(expect=1)
+        time.sleep(0.3)
+        lines = [l for l in envoy.access_log() if l["path"] != "/marker"]
+        assert all(l["sample_rate"] == "0.5" for l in lines)
+        kept.append([l["path"] for l in lines])
+    assert 8 <= len(kept[0]) <= 32, kept[0]
+    assert kept[0] == kept[1]
 
 
 def test_traced_requests_can_always_be_logged(envoy_factory):
@@ -370,6 +378,7 @@ def test_streamed_sse_response_logs_once_at_the_end(envoy_factory, upstream):
     ({"debate_id_sources": [{"header": "cookie"}]},
      "debate_id_sources[0].header: cookie carries credentials and is never logged"),
     ({"sampling": {"success_rate": 2}}, "sampling.success_rate: must be between 0 and 1"),
+    ({"sampling": {"success_rate": 0.1}}, "sampling.salt: required when success_rate is between 0 and 1"),
 ])
 def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, config, message):
     failure = expect_start_failure(

@@ -11,13 +11,14 @@
 //!   ],
 //!   "session_header": "mcp-session-id",
 //!   "max_value_len": 128,
-//!   "sampling": {"success_rate": 0.1, "always_log_traced": false}
+//!   "sampling": {"success_rate": 0.1, "always_log_traced": false, "salt": "<mesh-wide secret>"}
 //! }
 //! ```
 //! Every field is optional; the defaults are the values above except
 //! `success_rate`, which defaults to 1 (log every request).
 
 use crate::path_pattern::PathPattern;
+use crate::sampling::Salt;
 use mesh_core::config_error::{ConfigError, Validate};
 use mesh_core::jsonrpc::MAX_FACT_LEN;
 use mesh_core::jsonrpc_scan::{Pointers, MAX_POINTERS};
@@ -105,6 +106,11 @@ pub struct Sampling {
     /// Also log every request whose trace is sampled (`traceparent` flag 01,
     /// B3 sampled). Off by default: clients set that flag.
     pub always_log_traced: bool,
+    /// The mesh-wide key of the sampling hash (at least 16 characters, the
+    /// same on every sidecar so that they agree). Required when
+    /// `success_rate` is strictly between 0 and 1: without it a client
+    /// could pick trace ids that are never logged.
+    pub salt: Option<String>,
 }
 
 impl Default for Sampling {
@@ -112,6 +118,7 @@ impl Default for Sampling {
         Self {
             success_rate: 1.0,
             always_log_traced: false,
+            salt: None,
         }
     }
 }
@@ -136,6 +143,8 @@ pub struct Settings {
     pub always_log_traced: bool,
     /// The JSON pointers of the debate-id sources, for the body scanner.
     pub pointers: Pointers,
+    /// The sampling hash key.
+    pub salt: Salt,
 }
 
 impl Config {
@@ -167,6 +176,22 @@ impl Config {
                 "must be between 0 and 1",
             ));
         }
+        let salt =
+            match &self.sampling.salt {
+                Some(salt) if salt.chars().count() < 16 => {
+                    return Err(ConfigError::new(
+                        "sampling.salt",
+                        "must be at least 16 characters",
+                    ))
+                }
+                Some(salt) => Salt::new(salt),
+                None if rate > 0.0 && rate < 1.0 => return Err(ConfigError::new(
+                    "sampling.salt",
+                    "required when success_rate is between 0 and 1: a mesh-wide secret, so that \
+                     clients cannot pick trace ids that are never logged",
+                )),
+                None => Salt::default(),
+            };
         let mut sources = Vec::with_capacity(self.debate_id_sources.len());
         for (i, source) in self.debate_id_sources.iter().enumerate() {
             sources.push(compile_source(i, source)?);
@@ -182,6 +207,7 @@ impl Config {
             )
         })?;
         Ok(Settings {
+            salt,
             pointers,
             max_body_bytes: self.max_body_bytes,
             max_response_body_bytes: self.max_response_body_bytes,
@@ -281,7 +307,7 @@ mod tests {
         let s = load::<Config>(
             br#"{"max_body_bytes": 0, "debate_id_sources": [{"header": "x-debate"}],
                  "session_header": "x-session", "max_value_len": 64,
-                 "sampling": {"success_rate": 0.25, "always_log_traced": true}}"#,
+                 "sampling": {"success_rate": 0.25, "always_log_traced": true, "salt": "test-salt-0123456789"}}"#,
         )
         .unwrap()
         .compile()
@@ -312,6 +338,12 @@ mod tests {
         assert_eq!(
             err(r#"{"sampling": {"success_rate": 1.5}}"#),
             "sampling.success_rate: must be between 0 and 1"
+        );
+        assert!(err(r#"{"sampling": {"success_rate": 0.1}}"#)
+            .starts_with("sampling.salt: required when success_rate is between 0 and 1"));
+        assert_eq!(
+            err(r#"{"sampling": {"success_rate": 0.1, "salt": "short"}}"#),
+            "sampling.salt: must be at least 16 characters"
         );
         assert!(err(r#"{"sampling": {"rate": 1}}"#).contains("unknown field `rate`"));
         assert_eq!(

@@ -128,7 +128,7 @@ fn push_sampling(
         }
         None => SampleKey::None,
     };
-    let verdict = sampling::decide(outcome, rate, traced, key);
+    let verdict = sampling::decide(outcome, rate, traced, key, &settings.salt);
     let logged = verdict.logged();
     out.push((state::LOG_SAMPLED, if logged { "1" } else { "0" }.into()));
     if logged {
@@ -406,20 +406,26 @@ mod tests {
         assert_eq!(denied[state::LOG_SAMPLED], "1");
         assert_eq!(denied[state::LOG_SAMPLE_RATE], "1");
 
-        let tenth = settings(r#"{"sampling": {"success_rate": 0.1}}"#);
-        let kept_trace: Map = [(
-            "traceparent",
-            &b"00-4bf92f3577b34da60000000000000001-00f067aa0ba902b7-00"[..],
-        )]
-        .into();
-        let f = run(&tenth, &kept_trace, &Map::new(), BodyFacts::default(), OK);
-        assert_eq!(
-            (
-                f[state::LOG_SAMPLED].as_str(),
-                f[state::LOG_SAMPLE_RATE].as_str()
-            ),
-            ("1", "0.1")
-        );
+        let tenth =
+            settings(r#"{"sampling": {"success_rate": 0.1, "salt": "test-salt-0123456789"}}"#);
+        // Kept lines carry the rate they were kept at; about a tenth are kept.
+        let mut kept = 0;
+        for i in 0..400u32 {
+            let tp = format!("00-4bf92f3577b34da6{i:016x}-00f067aa0ba902b7-00");
+            let req: Map = [(
+                "traceparent",
+                &*Box::leak(tp.into_bytes().into_boxed_slice()),
+            )]
+            .into();
+            let f = run(&tenth, &req, &Map::new(), BodyFacts::default(), OK);
+            if f[state::LOG_SAMPLED] == "1" {
+                kept += 1;
+                assert_eq!(f[state::LOG_SAMPLE_RATE], "0.1");
+            } else {
+                assert!(!f.contains_key(state::LOG_SAMPLE_RATE));
+            }
+        }
+        assert!((20..70).contains(&kept), "{kept} of 400 kept at 0.1");
 
         let traced = settings(r#"{"sampling": {"success_rate": 0, "always_log_traced": true}}"#);
         let sampled_flag: Map = [(
@@ -482,7 +488,8 @@ mod tests {
         // The path did not match: the next source (the header) is asked.
         assert!(reads(&all, b"/mcp").contains(&"x-debate-id".to_string()));
         // A fractional rate without a trace id hashes x-request-id.
-        let half = settings(r#"{"sampling": {"success_rate": 0.5}}"#);
+        let half =
+            settings(r#"{"sampling": {"success_rate": 0.5, "salt": "test-salt-0123456789"}}"#);
         assert_eq!(
             reads(&half, b"/debates/d-1").last().map(String::as_str),
             Some("x-request-id")

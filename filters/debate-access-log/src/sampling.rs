@@ -2,9 +2,16 @@
 //!
 //! Errors and denials always do: status >= 400, no response at all, any
 //! Envoy response flag (upstream reset, timeout, no route, downstream
-//! disconnect, ...), or a JSON-RPC / tool error inside a 200 response. Successful requests are sampled at a configured rate,
-//! deterministically per trace so that every sidecar on a debate's trace
-//! keeps or drops its line together.
+//! disconnect, ...), or a JSON-RPC / tool error inside a 200 response.
+//! Successful requests are sampled at a configured rate, deterministically
+//! per trace so that every sidecar on a debate's trace keeps or drops its line
+//! together.
+//!
+//! The draw is a keyed hash (SipHash-2-4) of the trace id under a mesh-wide
+//! salt from config, not the trace id's own bits (OpenTelemetry's
+//! TraceIdRatioBased rule): clients choose their trace ids, and with the
+//! plain rule a `traceparent` ending in `ffffffffffffffff` is never logged at
+//! any rate below 1 (issue 12). Sidecars sharing the salt still agree.
 
 use mesh_core::jsonrpc::ResponseError;
 
@@ -54,8 +61,8 @@ impl Outcome {
     }
 }
 
-/// The sampling decision for one request.
-pub fn decide(outcome: Outcome, rate: f64, traced: bool, key: SampleKey) -> Verdict {
+/// The sampling decision for one request. `salt`: the mesh-wide sampling key.
+pub fn decide(outcome: Outcome, rate: f64, traced: bool, key: SampleKey, salt: &Salt) -> Verdict {
     if outcome.is_error() {
         return Verdict::Always;
     }
@@ -66,8 +73,8 @@ pub fn decide(outcome: Outcome, rate: f64, traced: bool, key: SampleKey) -> Verd
         return Verdict::Dropped;
     }
     let draw = match key {
-        SampleKey::TraceId(id) => trace_id_draw(id),
-        SampleKey::RequestId(id) => Some(fnv1a(id) >> 1),
+        SampleKey::TraceId(id) => Some(salt.draw(id.as_bytes())),
+        SampleKey::RequestId(id) => Some(salt.draw(id)),
         SampleKey::None => None,
     };
     match draw {
@@ -80,12 +87,25 @@ pub fn decide(outcome: Outcome, rate: f64, traced: bool, key: SampleKey) -> Verd
 
 const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
-/// OpenTelemetry's TraceIdRatioBased rule: the low 8 bytes of the trace id,
-/// shifted right by one, compared with `rate * 2^63`. Tracers and this log
-/// then agree on which traces are kept.
-fn trace_id_draw(trace_id: &str) -> Option<u64> {
-    let low = trace_id.get(16..32)?;
-    u64::from_str_radix(low, 16).ok().map(|x| x >> 1)
+/// The SipHash key derived from the configured salt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Salt {
+    k0: u64,
+    k1: u64,
+}
+
+impl Salt {
+    pub fn new(salt: &str) -> Self {
+        Self {
+            k0: fnv1a(&[salt.as_bytes(), b"\x00"].concat()),
+            k1: fnv1a(&[salt.as_bytes(), b"\x01"].concat()),
+        }
+    }
+
+    /// A 63-bit draw for `id`, uniform for anyone who lacks the salt.
+    fn draw(&self, id: &[u8]) -> u64 {
+        siphash24(self.k0, self.k1, id) >> 1
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -94,9 +114,62 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// SipHash-2-4 (Aumasson and Bernstein), the keyed hash of Rust's old
+/// `SipHasher`; written out because std's is deprecated and not promised
+/// stable, and every sidecar must draw the same value.
+fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let m = u64::from_le_bytes(word);
+        v[3] ^= m;
+        round(&mut v);
+        round(&mut v);
+        v[0] ^= m;
+    }
+    let mut last = [0u8; 8];
+    let rest = chunks.remainder();
+    last[..rest.len()].copy_from_slice(rest);
+    last[7] = (data.len() & 0xff) as u8;
+    let m = u64::from_le_bytes(last);
+    v[3] ^= m;
+    round(&mut v);
+    round(&mut v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SALT: Salt = Salt {
+        k0: 0x1234,
+        k1: 0x5678,
+    };
 
     const OK: Outcome = Outcome {
         status: Some(200),
@@ -144,7 +217,7 @@ mod tests {
             },
         ] {
             assert_eq!(
-                decide(outcome, 0.0, false, SampleKey::None),
+                decide(outcome, 0.0, false, SampleKey::None, &SALT),
                 Verdict::Always,
                 "{outcome:?}"
             );
@@ -153,13 +226,22 @@ mod tests {
 
     #[test]
     fn successes_follow_the_rate() {
-        assert_eq!(decide(OK, 1.0, false, SampleKey::None), Verdict::Sampled);
         assert_eq!(
-            decide(OK, 0.0, false, SampleKey::TraceId(&"f".repeat(32))),
+            decide(OK, 1.0, false, SampleKey::None, &SALT),
+            Verdict::Sampled
+        );
+        assert_eq!(
+            decide(OK, 0.0, false, SampleKey::TraceId(&"f".repeat(32)), &SALT),
             Verdict::Dropped
         );
-        assert_eq!(decide(OK, 0.0, true, SampleKey::None), Verdict::Sampled);
-        assert_eq!(decide(OK, 0.5, false, SampleKey::None), Verdict::Sampled);
+        assert_eq!(
+            decide(OK, 0.0, true, SampleKey::None, &SALT),
+            Verdict::Sampled
+        );
+        assert_eq!(
+            decide(OK, 0.5, false, SampleKey::None, &SALT),
+            Verdict::Sampled
+        );
         assert!(
             decide(
                 Outcome {
@@ -168,34 +250,51 @@ mod tests {
                 },
                 0.0,
                 false,
-                SampleKey::None
+                SampleKey::None,
+                &SALT
             ) == Verdict::Dropped
         );
     }
 
     #[test]
-    fn trace_id_rule_matches_opentelemetry() {
-        // Low 8 bytes 0x0000..01 -> draw 0: kept at any rate > 0.
-        let low = format!("{}{}", "a".repeat(16), "0000000000000001");
+    fn siphash24_matches_the_reference_vectors() {
+        // The paper's key 00..0f and messages 00, 00 01, ... (vectors.h).
+        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(siphash24(k0, k1, b""), 0x726f_db47_dd0e_0e31);
+        let msg: Vec<u8> = (0..15).collect();
+        assert_eq!(siphash24(k0, k1, &msg), 0xa129_ca61_49be_45e5);
+    }
+
+    /// A client picking trace ids cannot keep itself out of the log: the
+    /// ids OpenTelemetry's rule would always drop are kept at the rate.
+    #[test]
+    fn ids_chosen_to_be_dropped_are_kept_at_the_rate() {
+        let kept = (0..10_000u32)
+            .filter(|i| {
+                let id = format!("{i:016x}ffffffffffffffff");
+                decide(OK, 0.1, false, SampleKey::TraceId(&id), &SALT).logged()
+            })
+            .count();
+        assert!((800..1200).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn another_salt_draws_otherwise_and_one_salt_always_the_same() {
+        let ids: Vec<String> = (0..64).map(|i| format!("{i:032x}")).collect();
+        let verdicts = |salt: &Salt| -> Vec<bool> {
+            ids.iter()
+                .map(|id| decide(OK, 0.5, false, SampleKey::TraceId(id), salt).logged())
+                .collect()
+        };
+        let mesh = Salt::new("mesh-salt-of-at-least-16");
         assert_eq!(
-            decide(OK, 1e-9, false, SampleKey::TraceId(&low)),
-            Verdict::Sampled
+            verdicts(&mesh),
+            verdicts(&Salt::new("mesh-salt-of-at-least-16"))
         );
-        // Low 8 bytes 0xffff..ff -> draw 2^63-1: dropped below rate 1.
-        let high = format!("{}{}", "0".repeat(16), "f".repeat(16));
-        assert_eq!(
-            decide(OK, 0.999, false, SampleKey::TraceId(&high)),
-            Verdict::Dropped
-        );
-        // Exactly half way: 0x8000..00 >> 1 = 2^62, kept iff rate > 0.5.
-        let mid = format!("{}8{}", "0".repeat(16), "0".repeat(15));
-        assert_eq!(
-            decide(OK, 0.5, false, SampleKey::TraceId(&mid)),
-            Verdict::Dropped
-        );
-        assert_eq!(
-            decide(OK, 0.51, false, SampleKey::TraceId(&mid)),
-            Verdict::Sampled
+        assert_ne!(
+            verdicts(&mesh),
+            verdicts(&Salt::new("other-salt-of-at-least-16"))
         );
     }
 
@@ -204,7 +303,7 @@ mod tests {
         let kept = (0..10_000)
             .filter(|i| {
                 let id = format!("5f1c0a6e-7d3b-4c1e-9a4f-{i:012}");
-                decide(OK, 0.1, false, SampleKey::RequestId(id.as_bytes())).logged()
+                decide(OK, 0.1, false, SampleKey::RequestId(id.as_bytes()), &SALT).logged()
             })
             .count();
         assert!((800..1200).contains(&kept), "{kept}");
@@ -213,7 +312,7 @@ mod tests {
     #[test]
     fn a_request_id_always_gets_the_same_verdict() {
         let id = SampleKey::RequestId(b"3ed6eb3b-ddce-4fdc-8862-ddb8f168d406");
-        let first = decide(OK, 0.3, false, id);
-        assert!((0..5).all(|_| decide(OK, 0.3, false, id) == first));
+        let first = decide(OK, 0.3, false, id, &SALT);
+        assert!((0..5).all(|_| decide(OK, 0.3, false, id, &SALT) == first));
     }
 }
