@@ -103,3 +103,46 @@ def test_a_tool_name_past_the_scan_cut_pays_the_worst_cost(envoy_factory, upstre
     cheap = tool_call("get_debate", "1")
     fresh = {"x-mcp-org-id": f"cheap-{shape}", "x-mcp-plan": "free"}
     assert [post(envoy.port, cheap, fresh, tool="get_debate")[0] for _ in range(13)] == [200] * 12 + [429]
+
+
+# --- identity headers spelled with underscores (defect 5) ---------------------
+
+UNDERSCORE_SPOOFS = [("x_mcp_org_id", "evil"), ("X_MCP_PLAN", "enterprise"), ("x-mcp_role", "owner"),
+                     ("x_mcp-key-id", "k"), ("X-Mcp-User_Id", "root")]
+
+
+def allow_underscores(bootstrap: dict) -> None:
+    """A mesh whose proxies let headers with underscores through (Istio's default)."""
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["common_http_protocol_options"] = {"headers_with_underscores_action": "ALLOW"}
+
+
+def _spoofed_names_at(upstream) -> list[str]:
+    got = upstream.last()
+    return [k for k, _ in got.headers if k.lower().replace("_", "-").startswith("x-mcp-")
+            and "_" in k]
+
+
+@pytest.mark.parametrize("mesh", ["shipped_bootstrap", "underscores_allowed"])
+@pytest.mark.parametrize("path", ["/mcp", "/health"])
+def test_identity_spelled_with_underscores_never_reaches_the_service(envoy_factory, upstream, mesh, path):
+    from test_api_key_auth import ACME_OLD, config
+    envoy = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": config()},
+                          mutate=allow_underscores if mesh == "underscores_allowed" else None)
+    r = envoy.request("GET", path, UNDERSCORE_SPOOFS + [("x-api-key", ACME_OLD)])
+    assert r.status == 200
+    assert _spoofed_names_at(upstream) == []
+    assert upstream.last().header("x-mcp-org-id") == ("acme" if path == "/mcp" else None)
+
+
+def test_the_mesh_drops_underscore_headers_like_the_local_bootstrap():
+    import yaml
+    from harness import REPO, load_template
+    manager = load_template()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    local = manager["common_http_protocol_options"]["headers_with_underscores_action"]
+    ef = yaml.safe_load((REPO / "wasm-plugins-yaml/base/headers-with-underscores.yaml").read_text())
+    patch = ef["spec"]["configPatches"][0]
+    assert patch["match"]["context"] == "SIDECAR_INBOUND"
+    assert patch["patch"]["value"]["typed_config"]["common_http_protocol_options"] == {
+        "headers_with_underscores_action": local}
+    assert local == "DROP_HEADER"

@@ -56,7 +56,7 @@ def operator() -> dict:
 @pytest.mark.parametrize("overlay", [*OVERLAYS, GLOBAL])
 def test_every_resource_validates_against_its_istio_crd_schema(rendered, overlay):
     kinds = {r["kind"] for r in rendered[overlay]}
-    assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule"}
+    assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule", "EnvoyFilter"}
     problems = manifests.check_paths([overlay])
     assert problems == [], "\n".join(problems)
 

@@ -5,9 +5,10 @@ rules (`x-kubernetes-validations`, evaluated with cel-python).
 
     python tools/check-config/manifests.py PATH...   # CRD schema check, like check-config's output
 
-Used by `make check-config` and by tests/test_manifests.py. The CRDs come from
-../shared/fixtures/istio (Istio's customresourcedefinitions.gen.yaml, cut per
-kind); ISTIO_CRDS=dir points elsewhere.
+Used by `make check-config` and by tests/test_manifests.py. The CRDs are the
+project's own copy in tools/check-config/istio-crds (Istio's
+customresourcedefinitions.gen.yaml, cut per kind; its README gives the source);
+ISTIO_CRDS=dir points elsewhere.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from celpy import celtypes
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = REPO / "target" / "debug" / "check-config"
-CRD_DIR = Path(os.environ.get("ISTIO_CRDS", REPO.parent / "shared" / "fixtures" / "istio"))
+CRD_DIR = Path(os.environ.get("ISTIO_CRDS", REPO / "tools" / "check-config" / "istio-crds"))
 
 # metadata is not covered by the CRD schemas: the Kubernetes API server checks it.
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

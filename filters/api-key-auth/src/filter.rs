@@ -143,6 +143,17 @@ impl HttpContext for Stream {
             now,
         );
         let present = |name: &str| headers.iter().any(|(k, _)| k == name);
+        if !matches!(verdict, Verdict::Deny(_)) {
+            // Other spellings of the identity headers (x_mcp_org_id, ...):
+            // found in the snapshot already read, so they cost nothing unless
+            // a client sent one.
+            for (name, _) in headers
+                .iter()
+                .filter(|(k, _)| identity_header::reads_as_identity(k))
+            {
+                self.set_http_request_header(name, None);
+            }
+        }
         match verdict {
             Verdict::Skip { strip_headers } => {
                 for name in identity_header::ALL.iter().filter(|h| present(h)) {

@@ -15,6 +15,20 @@ pub mod header {
 
     /// Every identity header, in the order api-key-auth writes them.
     pub const ALL: [&str; 5] = [ORG_ID, KEY_ID, PLAN, ROLE, USER_ID];
+
+    /// True when a server could read `name` as one of [`ALL`] although it is
+    /// not spelled so: CGI, WSGI and several frameworks map `_` to `-` and
+    /// ignore case (`x_mcp_org_id`, `X_MCP_PLAN`, `x-mcp_role`). Such a
+    /// header must never reach the service.
+    pub fn reads_as_identity(name: &str) -> bool {
+        ALL.iter().any(|h| {
+            h.len() == name.len()
+                && *h != name
+                && h.bytes().zip(name.bytes()).all(|(want, got)| {
+                    want == got.to_ascii_lowercase() || (want == b'-' && got == b'_')
+                })
+        })
+    }
 }
 
 /// Filter-state keys (`set_property(["<key>"], value)`), readable in an Envoy
@@ -90,6 +104,28 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_spelling_a_server_could_read_as_identity() {
+        for name in [
+            "x_mcp_org_id",
+            "X_MCP_PLAN",
+            "x-mcp_role",
+            "x_mcp-key-id",
+            "X-Mcp-User_Id",
+        ] {
+            assert!(header::reads_as_identity(name), "{name}");
+        }
+        for name in [
+            "x-mcp-org-id",
+            "x-mcp-org",
+            "x_mcp_org_idx",
+            "x.mcp.org.id",
+            "mcp_org_id",
+        ] {
+            assert!(!header::reads_as_identity(name), "{name}");
+        }
+    }
 
     #[test]
     fn fields_skip_missing_user() {
