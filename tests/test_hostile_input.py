@@ -146,3 +146,19 @@ def test_the_mesh_drops_underscore_headers_like_the_local_bootstrap():
     assert patch["patch"]["value"]["typed_config"]["common_http_protocol_options"] == {
         "headers_with_underscores_action": local}
     assert local == "DROP_HEADER"
+
+
+# --- identity header names a client could send itself (defect 10) -----------
+
+@pytest.mark.parametrize("filter_name, config, field", [
+    ("org-rate-limit", {"org_header": "x-org"}, "org_header"),
+    ("org-rate-limit", {"plan_header": "x-tier"}, "plan_header"),
+    ("token-usage-metrics", {"org_header": "x-tenant"}, "org_header"),
+])
+def test_identity_header_names_outside_the_contract_are_refused(tmp_path, upstream, llm_upstream,
+                                                                filter_name, config, field):
+    from harness.envoy import expect_start_failure
+    failure = expect_start_failure(tmp_path, upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
+                                   filters=[filter_name], configs={filter_name: config})
+    assert (f"invalid pluginConfig: {field}: must be one of the identity headers api-key-auth strips and sets"
+            in failure.log), failure.log[-2000:]

@@ -31,6 +31,27 @@ pub mod header {
     }
 }
 
+/// Checks a configured name of a header that identity is read from (a
+/// filter's `org_header`, `plan_header`): only the identity headers are
+/// stripped of every client copy and set by api-key-auth, so any other name
+/// would let a client choose its own organization or plan.
+pub fn check_identity_header(
+    field: &str,
+    name: &str,
+) -> Result<(), crate::config_error::ConfigError> {
+    if header::ALL.contains(&name) {
+        return Ok(());
+    }
+    Err(crate::config_error::ConfigError::new(
+        field,
+        format!(
+            "must be one of the identity headers api-key-auth strips and sets ({}): \
+             a client could send any other header itself",
+            header::ALL.join(", ")
+        ),
+    ))
+}
+
 /// Filter-state keys (`set_property(["<key>"], value)`), readable in an Envoy
 /// access log as `%FILTER_STATE(wasm.<key>:PLAIN)%`.
 pub mod state {

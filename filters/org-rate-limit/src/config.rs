@@ -25,7 +25,7 @@
 
 use crate::global::GlobalConfig;
 use mesh_core::config_error::{ConfigError, Validate};
-use mesh_core::identity::header;
+use mesh_core::identity::{check_identity_header, header};
 use mesh_core::token_bucket::{Limit, MAX_BURST};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -295,24 +295,10 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn check_header(field: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty()
-        || name
-            .bytes()
-            .any(|b| !(b.is_ascii_graphic()) || b.is_ascii_uppercase())
-    {
-        return Err(ConfigError::new(
-            field,
-            "must be a non-empty lowercase header name",
-        ));
-    }
-    Ok(())
-}
-
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_header("org_header", &self.org_header)?;
-        check_header("plan_header", &self.plan_header)?;
+        check_identity_header("org_header", &self.org_header)?;
+        check_identity_header("plan_header", &self.plan_header)?;
         if self.plans.is_empty() {
             return Err(ConfigError::new("plans", "must name at least one plan"));
         }
@@ -663,8 +649,8 @@ mod tests {
     fn unknown_fields_and_bad_headers() {
         assert!(err(r#"{"plnas": {}}"#).contains("unknown field `plnas`"));
         assert_eq!(
-            err(r#"{"org_header": "X-Org"}"#),
-            "org_header: must be a non-empty lowercase header name"
+            err(r#"{"org_header": "x-org"}"#),
+            "org_header: must be one of the identity headers api-key-auth strips and sets (x-mcp-org-id, x-mcp-key-id, x-mcp-plan, x-mcp-role, x-mcp-user-id): a client could send any other header itself"
         );
         assert_eq!(err(r#"{"max_buckets": 0}"#), "max_buckets: must be > 0");
         assert_eq!(

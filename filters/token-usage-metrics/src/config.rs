@@ -19,7 +19,7 @@
 //! ```
 
 use mesh_core::config_error::{ConfigError, Validate};
-use mesh_core::identity::header;
+use mesh_core::identity::{check_identity_header, header};
 use mesh_core::llm_usage::Api;
 use mesh_core::metrics::sanitize_label_value;
 use serde::Deserialize;
@@ -151,17 +151,7 @@ impl Validate for Config {
         if let Some(service) = &self.service {
             label_value("service", service)?;
         }
-        let org_header = &self.org_header;
-        if org_header.is_empty()
-            || org_header.starts_with(':')
-            || !org_header.bytes().all(|b| b.is_ascii_graphic())
-            || org_header.to_ascii_lowercase() != *org_header
-        {
-            return Err(ConfigError::new(
-                "org_header",
-                "must be a lower-case HTTP header name",
-            ));
-        }
+        check_identity_header("org_header", &self.org_header)?;
         for (host, provider) in &self.hosts {
             let field = format!("hosts.{host}");
             let bare = host.strip_prefix('.').unwrap_or(host);
@@ -223,7 +213,7 @@ mod tests {
     #[test]
     fn full_config_parses() {
         let c: Config = load(
-            br#"{"service":"mcp-llm","max_orgs":5,"max_models":3,"org_header":"x-org",
+            br#"{"service":"mcp-llm","max_orgs":5,"max_models":3,"org_header":"x-mcp-key-id",
                 "hosts":{"vllm.internal":"vllm",".example.net":"openai"},
                 "routes":[{"path_prefix":"/gen","api":"openai_responses","provider":"mcp-llm"},
                           {"path_prefix":"/g","api":"gemini"}],
@@ -250,11 +240,11 @@ mod tests {
             (r#"{"service":""}"#, "service: must not be empty"),
             (
                 r#"{"org_header":"X-Org"}"#,
-                "org_header: must be a lower-case",
+                "org_header: must be one of the identity headers",
             ),
             (
                 r#"{"org_header":":path"}"#,
-                "org_header: must be a lower-case",
+                "org_header: must be one of the identity headers",
             ),
             (
                 r#"{"hosts":{"api.x.com:443":"x"}}"#,
