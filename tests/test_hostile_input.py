@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -162,3 +163,67 @@ def test_identity_header_names_outside_the_contract_are_refused(tmp_path, upstre
                                    filters=[filter_name], configs={filter_name: config})
     assert (f"invalid pluginConfig: {field}: must be one of the identity headers api-key-auth strips and sets"
             in failure.log), failure.log[-2000:]
+
+
+# --- LLM model names from clients (defects 4 and 6) -------------------------
+
+def _provider(req):
+    """An OpenAI-like provider that refuses unknown models, as real ones do."""
+    from harness import REPO, Reply
+    model = req.json().get("model", "")
+    if model.startswith("junk"):
+        return Reply(status=404, body=json.dumps({"error": {"type": "invalid_request_error",
+                                                            "code": "model_not_found"}}).encode())
+    answer = json.loads((REPO / "tests/fixtures/llm/openai_chat.json").read_text())
+    answer["model"] = model
+    return Reply(body=json.dumps(answer).encode())
+
+
+def _llm_envoy(envoy_factory, provider_port, **config):
+    def flush_fast(bootstrap):
+        bootstrap["stats_flush_interval"] = "0.1s"
+    cfg = {"service": "mcp-llm", "max_orgs": 10, "max_models": 3, **config}
+    return envoy_factory(filters=["token-usage-metrics", "debate-access-log"], configs={"token-usage-metrics": cfg},
+                         upstreams={"llm_provider": provider_port}, mutate=flush_fast)
+
+
+def _chat(envoy, model: str, org: str) -> int:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "x"}]})
+    return envoy.request("POST", "/v1/chat/completions", {"content-type": "application/json", "x-mcp-org-id": org},
+                         body).status
+
+
+def test_refused_junk_models_cannot_push_real_models_into_other(envoy_factory):
+    from harness import Upstream
+    with Upstream(_provider) as provider:
+        envoy = _llm_envoy(envoy_factory, provider.port)
+        for i in range(50):
+            assert _chat(envoy, f"junk-{i}", "evil") == 404
+        assert _chat(envoy, "gpt-4o", "evil") == 200
+        assert _chat(envoy, "gpt-4o-mini", "acme") == 200
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            samples = envoy.samples("mcp_llm_requests_total")
+            if sum(v for _, v in samples) >= 52:
+                break
+            time.sleep(0.1)
+        ok_models = {(l["org_id"], l["gen_ai_request_model"]) for l, v in samples if l["outcome"] == "ok"}
+        assert ok_models == {("evil", "gpt-4o"), ("acme", "gpt-4o-mini")}, samples
+        junk = {l["gen_ai_request_model"] for l, _ in samples if l["outcome"] == "error"}
+        assert junk == {"other"}
+
+
+def test_logged_model_names_are_capped_and_cleaned(envoy_factory):
+    from harness import Upstream
+    with Upstream(_provider) as provider:
+        envoy = _llm_envoy(envoy_factory, provider.port)
+        long_model = "g" * 40_000
+        r = envoy.request("POST", f"/v1beta/models/{long_model}:generateContent",
+                          {"content-type": "application/json"}, b'{"contents":[]}')
+        hostile = "gpt-4o\u001b[2J\r\n\u2028x"
+        assert _chat(envoy, hostile, "acme") == 200
+        lines = envoy.access_log(expect=2)
+        models = [l["llm_model"] for l in lines]
+        assert all(m is None or len(m.encode()) <= 128 for m in models), [len(m or "") for m in models]
+        assert models[0] == "g" * 128
+        assert models[1] == "gpt-4o\ufffd[2J\ufffd\ufffd\ufffdx"

@@ -139,7 +139,9 @@ fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
     let mut chunks = data.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+        for (slot, &b) in word.iter_mut().zip(chunk) {
+            *slot = b;
+        }
         let m = u64::from_le_bytes(word);
         v[3] ^= m;
         round(&mut v);
@@ -147,8 +149,9 @@ fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
         v[0] ^= m;
     }
     let mut last = [0u8; 8];
-    let rest = chunks.remainder();
-    last[..rest.len()].copy_from_slice(rest);
+    for (slot, &b) in last.iter_mut().zip(chunks.remainder()) {
+        *slot = b;
+    }
     last[7] = (data.len() & 0xff) as u8;
     let m = u64::from_le_bytes(last);
     v[3] ^= m;

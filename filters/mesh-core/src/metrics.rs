@@ -88,6 +88,18 @@ impl CardinalityCap {
         }
         OTHER.to_string()
     }
+
+    /// Like [`admit`](Self::admit), but never takes a new value: for values
+    /// nobody vouched for (a model the provider refused), which must not use
+    /// up the cap that real values need.
+    pub fn lookup(&self, value: &str) -> String {
+        let value = sanitize_label_value(value);
+        if self.seen.contains(&value) {
+            value
+        } else {
+            OTHER.to_string()
+        }
+    }
 }
 
 #[cfg(test)]

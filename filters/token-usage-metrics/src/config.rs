@@ -34,8 +34,9 @@ pub struct Config {
     pub service: Option<String>,
     /// Distinct organizations kept as label values before `other` (per VM).
     pub max_orgs: usize,
-    /// Distinct models kept as label values before `other` (per VM, request
-    /// and response models together).
+    /// Distinct models kept as label values before `other`, per organization
+    /// label value (per VM, request and response models together). Only
+    /// calls the provider accepted admit a new model.
     pub max_models: usize,
     /// Request header naming the organization (set by api-key-auth, or
     /// propagated by the calling service on its outbound calls).

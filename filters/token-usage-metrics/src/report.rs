@@ -19,7 +19,9 @@
 
 use mesh_core::identity::state;
 use mesh_core::llm_usage::{Outcome, Usage};
+use mesh_core::log_value::clean;
 use mesh_core::metrics::{labeled, CardinalityCap, UNKNOWN};
+use std::collections::BTreeMap;
 
 pub const TOKENS_TOTAL: &str = "mcp_llm_tokens_total";
 pub const REQUESTS_TOTAL: &str = "mcp_llm_requests_total";
@@ -47,11 +49,18 @@ pub enum Update {
 }
 
 /// Label values of one VM, with their cardinality caps.
+///
+/// Model names come from clients (the request) and are only admitted to the
+/// cap when the provider accepted the call (outcome not `error`), and each
+/// organization has a model cap of its own: junk model names that a provider
+/// refuses, or one organization's many models, cannot push another
+/// organization's real model into `other` (issue 12).
 #[derive(Debug, Clone)]
 pub struct Labels {
     service: String,
     orgs: CardinalityCap,
-    models: CardinalityCap,
+    max_models: usize,
+    models: BTreeMap<String, CardinalityCap>,
 }
 
 impl Labels {
@@ -59,21 +68,36 @@ impl Labels {
         Self {
             service: service.to_string(),
             orgs: CardinalityCap::new(max_orgs),
-            models: CardinalityCap::new(max_models),
+            max_models,
+            models: BTreeMap::new(),
         }
     }
 
     /// Metric updates for one finished call.
     pub fn updates(&mut self, call: &Call<'_>) -> Vec<Update> {
         let org = self.orgs.admit(call.org.unwrap_or(UNKNOWN));
+        let accepted = call.outcome.is_some_and(|o| o != Outcome::Error);
+        let max_models = self.max_models;
+        // `org` is already capped, so this map holds at most max_orgs + 1 caps.
+        let models = self
+            .models
+            .entry(org.clone())
+            .or_insert_with(|| CardinalityCap::new(max_models));
+        let mut model_label = |model: &str| {
+            if accepted {
+                models.admit(model)
+            } else {
+                models.lookup(model)
+            }
+        };
         // The request body may not name the model (or name it past the scan
         // budget): the response's model is the next best request model.
-        let request_model = self.models.admit(
+        let request_model = model_label(
             call.request_model
                 .or(call.response_model)
                 .unwrap_or(UNKNOWN),
         );
-        let response_model = self.models.admit(call.response_model.unwrap_or(UNKNOWN));
+        let response_model = model_label(call.response_model.unwrap_or(UNKNOWN));
         let service = self.service.as_str();
         let provider = call.provider;
         let outcome = call.outcome.unwrap_or(Outcome::Error);
@@ -160,11 +184,18 @@ impl Labels {
     }
 }
 
+/// Longest model name written to filter state (real ones are under 100).
+pub const MAX_MODEL_LOG_LEN: usize = 128;
+
 /// Filter-state values for the access log (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
 pub fn filter_state(call: &Call<'_>) -> Vec<(&'static str, String)> {
     let mut out = vec![(state::LLM_PROVIDER, call.provider.to_string())];
-    if let Some(model) = call.response_model.or(call.request_model) {
-        out.push((state::LLM_MODEL, model.to_string()));
+    // Models come from the client (request body, Gemini path) or the
+    // provider: capped and without control characters, like every logged
+    // client value.
+    let model = call.response_model.or(call.request_model);
+    if let Some(model) = model.and_then(|m| clean(m.as_bytes(), MAX_MODEL_LOG_LEN)) {
+        out.push((state::LLM_MODEL, model));
     }
     if let Some(outcome) = call.outcome {
         out.push((state::LLM_OUTCOME, outcome.label().to_string()));
@@ -181,6 +212,32 @@ pub fn filter_state(call: &Call<'_>) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_models_are_capped_and_cleaned() {
+        let long = "g".repeat(40 * 1024);
+        let hostile = "gpt-4o\u{1b}[2J\r\n\u{2028}x";
+        for (model, want) in [
+            (long.as_str(), "g".repeat(MAX_MODEL_LOG_LEN)),
+            (
+                hostile,
+                "gpt-4o\u{FFFD}[2J\u{FFFD}\u{FFFD}\u{FFFD}x".to_string(),
+            ),
+        ] {
+            let call = Call {
+                org: None,
+                provider: "openai",
+                request_model: Some(model),
+                response_model: None,
+                usage: None,
+                outcome: None,
+                skipped_events: 0,
+            };
+            let fields = filter_state(&call);
+            let logged = fields.iter().find(|(k, _)| *k == state::LLM_MODEL).unwrap();
+            assert_eq!(logged.1, want);
+        }
+    }
     use mesh_core::llm_usage::MissingReason;
 
     fn usage() -> Usage {
@@ -288,10 +345,11 @@ mod tests {
             skipped_events: 0,
         };
         labels.updates(&call("acme", "m1"));
+        // A second organization is `other`, whose model cap is its own.
         let names = counters(&labels.updates(&call("evil;.;org_id=.=x", "m2")));
         assert!(
             names[0].0.starts_with(
-                "org_id=.=other;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=other;.;"
+                "org_id=.=other;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m2;.;"
             ),
             "{}",
             names[0].0
@@ -300,6 +358,42 @@ mod tests {
         assert!(names[0].0.starts_with(
             "org_id=.=acme;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m1;.;"
         ));
+        // acme's one model slot is taken.
+        let names = counters(&labels.updates(&call("acme", "m3")));
+        assert!(names[0].0.contains(";gen_ai_request_model=.=other;.;"));
+    }
+
+    /// Junk model names the provider refuses do not use up the cap (issue 12).
+    #[test]
+    fn refused_calls_cannot_poison_the_model_cap() {
+        let mut labels = Labels::new("svc", 10, 3);
+        fn call<'a>(org: &'a str, model: &'a str, outcome: Outcome) -> Call<'a> {
+            Call {
+                org: Some(org),
+                provider: "openai",
+                request_model: Some(model),
+                response_model: None,
+                usage: None,
+                outcome: Some(outcome),
+                skipped_events: 0,
+            }
+        }
+        for i in 0..50 {
+            let junk = format!("junk-{i}");
+            let names = counters(&labels.updates(&call("evil", &junk, Outcome::Error)));
+            assert!(names[0].0.contains(";gen_ai_request_model=.=other;.;"));
+        }
+        let names = counters(&labels.updates(&call("evil", "gpt-4o", Outcome::Ok)));
+        assert!(
+            names[0].0.contains(";gen_ai_request_model=.=gpt-4o;.;"),
+            "{}",
+            names[0].0
+        );
+        // Another organization's models were never at stake.
+        let names = counters(&labels.updates(&call("acme", "gpt-4o-mini", Outcome::Ok)));
+        assert!(names[0]
+            .0
+            .contains(";gen_ai_request_model=.=gpt-4o-mini;.;"));
     }
 
     #[test]
