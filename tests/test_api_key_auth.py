@@ -315,7 +315,8 @@ def test_jwt_tokens_from_three_issuers(auth_envoy, upstream):
         "x-mcp-role": ["service"], "x-mcp-user-id": [],
     }
 
-    es = jwt.encode({"iss": ISSUER_ES, "org_id": "hooli", "plan": "free", "role": "moderator", "sub": "gavin"},
+    es = jwt.encode({"iss": ISSUER_ES, "org_id": "hooli", "plan": "free", "role": "moderator", "sub": "gavin",
+                     "exp": now + 60},
                     EC_KEY, algorithm="ES256", headers={"kid": "es-1"})
     # A JWT works from any configured source, the x-api-key header included.
     assert auth_envoy.request("GET", "/mcp", {"x-api-key": es}).status == 200

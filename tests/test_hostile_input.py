@@ -227,3 +227,27 @@ def test_logged_model_names_are_capped_and_cleaned(envoy_factory):
         assert all(m is None or len(m.encode()) <= 128 for m in models), [len(m or "") for m in models]
         assert models[0] == "g" * 128
         assert models[1] == "gpt-4o\ufffd[2J\ufffd\ufffd\ufffdx"
+
+
+# --- JWT API tokens without exp, or with a far-future exp (defect 9) --------
+
+@pytest.mark.parametrize("claims, reason", [
+    ({"exp": None}, "token_missing_claim"),
+    ({"exp": "far"}, "token_invalid_claim"),
+    ({"iat": "old"}, "token_invalid_claim"),
+])
+def test_jwt_without_exp_or_with_a_long_life_is_refused_by_default(envoy_factory, claims, reason):
+    import test_api_key_auth as auth
+    now = int(time.time())
+    extra = {"exp": now + 10 * 365 * 86400} if claims.get("exp") == "far" else {}
+    if claims.get("iat") == "old":
+        extra = {"iat": now - 2 * 86400, "exp": now + 60}
+    token = auth.hs_token(extra)
+    if claims.get("exp", 0) is None:
+        import jwt
+        body = jwt.decode(token, options={"verify_signature": False})
+        del body["exp"]
+        token = jwt.encode(body, auth.HS_SECRET, algorithm="HS256", headers={"kid": "hs-1"})
+    envoy = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": auth.config()})
+    auth.assert_denied(envoy.request("GET", "/mcp", auth.bearer(token)), 401, reason)
+    assert envoy.request("GET", "/mcp", auth.bearer(auth.hs_token())).status == 200

@@ -146,9 +146,23 @@ pub struct JwtProvider {
     /// Used when the role claim is absent.
     #[serde(default)]
     pub default_role: Option<String>,
-    /// Refuse tokens without `exp`.
-    #[serde(default)]
-    pub require_expiration: bool,
+    /// Refuse tokens without `exp` (default true; `require_expiration` is
+    /// the older name of this field).
+    #[serde(default = "yes", alias = "require_expiration")]
+    pub require_exp: bool,
+    /// Longest validity a token may claim, in seconds: `exp` at most this far
+    /// after `iat` and after now. 0 means no limit. Default 86400 (a day): a
+    /// token with a far-future `exp` is a long-lived credential in disguise.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_seconds: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_lifetime() -> u64 {
+    86_400
 }
 
 /// Claim names (a `.` walks into nested objects: `org.id`).

@@ -79,7 +79,9 @@ struct Provider {
     claims: ClaimMapping,
     default_plan: Option<String>,
     default_role: Option<String>,
-    require_expiration: bool,
+    require_exp: bool,
+    /// Seconds; 0 = no limit.
+    max_lifetime: i64,
 }
 
 /// All configured providers, with their JWKS keys decoded once at load.
@@ -131,7 +133,8 @@ impl JwtVerifier {
                 claims: p.claims.clone(),
                 default_plan: p.default_plan.clone(),
                 default_role: p.default_role.clone(),
-                require_expiration: p.require_expiration,
+                require_exp: p.require_exp,
+                max_lifetime: i64::try_from(p.max_lifetime_seconds).unwrap_or(i64::MAX),
             });
         }
         Ok(Self { providers: out })
@@ -213,8 +216,18 @@ impl JwtVerifier {
         }
 
         let expires_at = numeric_date(&claims, "exp")?;
-        if expires_at.is_none() && provider.require_expiration {
+        if expires_at.is_none() && provider.require_exp {
             return Err(JwtError::MissingClaim);
+        }
+        if let (Some(exp), true) = (expires_at, provider.max_lifetime > 0) {
+            // Too long from now (a far-future exp), or from its own iat.
+            let issued_at = numeric_date(&claims, "iat")?;
+            let limit = provider.max_lifetime.saturating_add(skew);
+            let from_now = exp.saturating_sub(now) > limit;
+            let from_iat = issued_at.is_some_and(|iat| exp.saturating_sub(iat) > limit);
+            if from_now || from_iat {
+                return Err(JwtError::InvalidClaim);
+            }
         }
         let not_before = numeric_date(&claims, "nbf")?;
         let verified = Verified {
@@ -328,7 +341,8 @@ mod tests {
             claims: ClaimMapping::default(),
             default_plan: Some("free".into()),
             default_role: None,
-            require_expiration: true,
+            require_exp: true,
+            max_lifetime_seconds: 0,
         }
     }
 
@@ -364,6 +378,48 @@ mod tests {
         assert_eq!(id.role, "user");
         assert_eq!(id.user_id.as_deref(), Some("u-7"));
         assert_eq!(id.key_id, "tok-1");
+    }
+
+    #[test]
+    fn tokens_without_exp_or_living_too_long_are_refused_by_default() {
+        let k = URL_SAFE_NO_PAD.encode(SECRET);
+        let cfg = |require_exp: bool, max_lifetime_seconds: u64| {
+            let mut p = provider(json!({"keys": [{"kty": "oct", "k": k, "kid": "h1"}]}));
+            p.require_exp = require_exp;
+            p.max_lifetime_seconds = max_lifetime_seconds;
+            JwtVerifier::new(&[p]).unwrap()
+        };
+        // The config defaults.
+        let defaults: crate::config::JwtProvider = serde_json::from_value(json!({
+            "name": "n", "issuer": "i", "local_jwks": {"keys": []}}))
+        .unwrap();
+        assert!(defaults.require_exp && defaults.max_lifetime_seconds == 86_400);
+        let default = cfg(true, 86_400);
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            default.verify(&hs(&c), 1500, 0),
+            Err(JwtError::MissingClaim)
+        );
+        // exp 10 years away: refused; a day and a bit from iat: refused.
+        c["exp"] = json!(1500 + 10 * 365 * 86_400);
+        assert_eq!(
+            default.verify(&hs(&c), 1500, 0),
+            Err(JwtError::InvalidClaim)
+        );
+        c["exp"] = json!(1500 + 3600);
+        assert!(default.verify(&hs(&c), 1500, 0).is_ok());
+        c["iat"] = json!(1500 + 3600 - 86_401);
+        assert_eq!(
+            default.verify(&hs(&c), 1500, 0),
+            Err(JwtError::InvalidClaim)
+        );
+        // Both can be switched off per issuer.
+        let lax = cfg(false, 0);
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(lax.verify(&hs(&c), 1500, 0).is_ok());
+        c["exp"] = json!(1500 + 10 * 365 * 86_400);
+        assert!(lax.verify(&hs(&c), 1500, 0).is_ok());
     }
 
     #[test]
@@ -507,7 +563,7 @@ mod tests {
             serde_json::from_str(include_str!("../../../tests/fixtures/auth/rs256.json")).unwrap();
         let mut p = provider(json!({"keys": [{"kty": "RSA", "n": f["n"], "e": f["e"]}]}));
         p.issuer = "https://tokens.test/rs".into();
-        p.require_expiration = false;
+        p.require_exp = false;
         p.audiences.clear();
         let v = JwtVerifier::new(&[p]).unwrap();
         let message = String::from_utf8(

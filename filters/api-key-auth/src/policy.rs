@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(a.strip_headers, vec!["x-api-key".to_string()]);
         assert_eq!(a.new_path.as_deref(), Some("/mcp?x=1"));
         let jwt = token(
-            json!({"iss": "https://idp.example", "org_id": "initech", "plan": "enterprise", "role": "service", "jti": "t1"}),
+            json!({"iss": "https://idp.example", "exp": NOW + 300, "org_id": "initech", "plan": "enterprise", "role": "service", "jti": "t1"}),
         );
         let a = allowed(decide(
             &p,
