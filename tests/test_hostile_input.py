@@ -251,3 +251,17 @@ def test_jwt_without_exp_or_with_a_long_life_is_refused_by_default(envoy_factory
     envoy = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": auth.config()})
     auth.assert_denied(envoy.request("GET", "/mcp", auth.bearer(token)), 401, reason)
     assert envoy.request("GET", "/mcp", auth.bearer(auth.hs_token())).status == 200
+
+
+# --- the owner-only rule and its collection path (defect 8) ------------------
+
+def test_the_owner_only_organizations_rule_guards_the_collection(envoy_factory, upstream):
+    import test_api_key_auth as auth
+    cfg = auth.config(rules=[{"prefix": "/organizations/", "methods": ["POST", "PUT", "PATCH", "DELETE"],
+                              "allowed_roles": ["owner"]}])
+    envoy = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": cfg})
+    user, owner = {"x-api-key": auth.ACME_NEW}, {"x-api-key": auth.ACME_OLD}
+    for path in ["/organizations", "/organizations/", "/organizations/o-1", "/organizations?x=1"]:
+        assert envoy.request("POST", path, user, b"{}").status == 403, path
+        assert envoy.request("POST", path, owner, b"{}").status == 200, path
+    assert envoy.request("GET", "/organizations", user).status == 200

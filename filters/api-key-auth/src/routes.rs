@@ -49,7 +49,7 @@ impl Routes {
         }
         let path = normalize(path_only(raw_path));
         let Some(rule) = self.rules.iter().find(|r| {
-            path.starts_with(r.prefix.as_str())
+            covers(&r.prefix, &path)
                 && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
         }) else {
             return true;
@@ -57,6 +57,17 @@ impl Routes {
         (rule.allowed_roles.is_empty() || rule.allowed_roles.contains(&identity.role))
             && (rule.allowed_orgs.is_empty() || rule.allowed_orgs.contains(&identity.org_id))
     }
+}
+
+/// A rule's prefix covers the paths it starts, and a prefix ending in `/`
+/// also its collection path: `/organizations/` guards `POST /organizations`
+/// too, which is what a rule written for a resource tree means (the shipped
+/// owner-only rule let a user key create organizations, issue 12).
+fn covers(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
+        || prefix
+            .strip_suffix('/')
+            .is_some_and(|collection| !collection.is_empty() && path == collection)
 }
 
 /// `:path` without `?query` or `#fragment`.
@@ -190,6 +201,30 @@ mod tests {
         assert!(!r.skips("//healthz"));
         assert!(!r.skips("/mcp"));
         assert!(!Routes::default().skips("/healthz"));
+    }
+
+    #[test]
+    fn a_trailing_slash_rule_guards_its_collection_path() {
+        let r = Routes::new(
+            &[],
+            &[RouteRule {
+                prefix: "/organizations/".into(),
+                methods: vec!["POST".into()],
+                allowed_roles: vec!["owner".into()],
+                allowed_orgs: vec![],
+            }],
+        );
+        for path in [
+            "/organizations",
+            "/organizations/",
+            "/organizations/o-1",
+            "/organizations?x=1",
+        ] {
+            assert!(!r.permits("POST", path, &id("user", "acme")), "{path}");
+            assert!(r.permits("POST", path, &id("owner", "acme")), "{path}");
+        }
+        assert!(r.permits("POST", "/organizationsx", &id("user", "acme")));
+        assert!(r.permits("GET", "/organizations", &id("user", "acme")));
     }
 
     #[test]
