@@ -265,3 +265,43 @@ def test_the_owner_only_organizations_rule_guards_the_collection(envoy_factory, 
         assert envoy.request("POST", path, user, b"{}").status == 403, path
         assert envoy.request("POST", path, owner, b"{}").status == 200, path
     assert envoy.request("GET", "/organizations", user).status == 200
+
+
+# --- anonymous traffic: a bucket per client (defect 7) -----------------------
+
+def _from(port: int, source_ip: str, path: str, headers: dict | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source_ip, 0))
+    conn.request("GET", path, headers=headers or {})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r.status
+
+
+ANON = {"plans": {"free": {"requests_per_hour": 1, "burst": 20}}}
+
+
+def test_one_anonymous_client_cannot_drain_the_bucket_of_the_others(envoy_factory, upstream):
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": ANON}, concurrency=2)
+    assert [_from(envoy.port, "127.0.0.2", "/ready") for _ in range(21)] == [200] * 20 + [429]
+    # Another client still has its own full bucket.
+    assert _from(envoy.port, "127.0.0.3", "/.well-known/oauth-protected-resource") == 200
+    assert _from(envoy.port, "127.0.0.2", "/.well-known/oauth-protected-resource") == 429
+
+
+def test_anonymous_clients_by_forwarded_for_past_trusted_hops(envoy_factory, upstream):
+    cfg = {**ANON, "anonymous_client": {"from": "header", "header": "x-forwarded-for", "trusted_hops": 1}}
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": cfg}, concurrency=2)
+    # The client's own (spoofable) entries on the left do not matter; the
+    # entry the trusted proxy appended (one from the right) does.
+    spoofs = [{"x-forwarded-for": f"9.9.9.{i}, 203.0.113.7, 10.0.0.1"} for i in range(21)]
+    assert [envoy.request("GET", "/ready", h).status for h in spoofs] == [200] * 20 + [429]
+    other = {"x-forwarded-for": "203.0.113.8, 10.0.0.1"}
+    assert envoy.request("GET", "/ready", other).status == 200
+
+
+def test_the_shared_anonymous_bucket_is_still_there_when_asked_for(envoy_factory, upstream):
+    cfg = {**ANON, "anonymous_client": {"from": "none"}}
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": cfg}, concurrency=2)
+    assert [_from(envoy.port, "127.0.0.2", "/ready") for _ in range(20)] == [200] * 20
+    assert _from(envoy.port, "127.0.0.3", "/ready") == 429

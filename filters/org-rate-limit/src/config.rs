@@ -23,6 +23,7 @@
 //! and ratelimit filters where one exists (`failure_mode` after
 //! `failure_mode_deny`, `domain`, `timeout`, descriptors).
 
+use crate::client::{AnonymousClient, ClientSource};
 use crate::global::GlobalConfig;
 use mesh_core::config_error::{ConfigError, Validate};
 use mesh_core::identity::{check_identity_header, header};
@@ -223,8 +224,12 @@ pub struct Config {
     pub costs: Vec<CostRule>,
     pub default_cost: u64,
     pub without_identity: WithoutIdentity,
-    /// Plan of the shared anonymous bucket (default: `default_plan`).
+    /// Plan of the anonymous buckets (default: `default_plan`).
     pub anonymous_plan: Option<String>,
+    /// How anonymous requests are told apart: a bucket per client address
+    /// (the downstream peer by default), so that no client can drain the
+    /// bucket of all the others.
+    pub anonymous_client: AnonymousClient,
     /// When shared data keeps failing (or, in global mode, the service).
     pub failure_mode: FailMode,
     pub response_headers: ResponseHeaders,
@@ -266,6 +271,7 @@ impl Default for Config {
             default_cost: 1,
             without_identity: WithoutIdentity::Anonymous,
             anonymous_plan: None,
+            anonymous_client: AnonymousClient::default(),
             failure_mode: FailMode::Open,
             response_headers: ResponseHeaders::Limited,
             max_buckets: 10_000,
@@ -365,6 +371,20 @@ impl Validate for Config {
             }
         };
         known_plan("default_plan", &self.default_plan)?;
+        if self.anonymous_client.from == ClientSource::Header {
+            let h = &self.anonymous_client.header;
+            if h.is_empty()
+                || h.starts_with(':')
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+            {
+                return Err(ConfigError::new(
+                    "anonymous_client.header",
+                    "must be a lowercase HTTP header name",
+                ));
+            }
+        }
         if let Some(plan) = &self.anonymous_plan {
             known_plan("anonymous_plan", plan)?;
         }

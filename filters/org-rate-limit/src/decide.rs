@@ -78,8 +78,8 @@ pub fn charge_local(
 ) -> LocalResult {
     let capped = Options {
         max_cas_retries,
-        // Only organization keys count against the cap.
-        max_buckets: target.org.as_ref().map(|_| max_buckets),
+        // Organization and anonymous-client keys count against the cap.
+        max_buckets: target.capped.then_some(max_buckets),
     };
     let first = store::charge(store, &target.key, &target.limit, cost, now_ns, capped);
     let (charge, overflowed) = match first {
@@ -290,6 +290,7 @@ mod tests {
             policy: "free".into(),
             class: "default".into(),
             org: Some(org.into()),
+            capped: true,
         };
         let now = 1_000_000_000_000;
         let first = charge_local(&m, &target("a"), 1, now, 8, 1);
@@ -301,12 +302,21 @@ mod tests {
         assert!(b.overflowed && b.result.unwrap().allowed);
         assert!(c.result.unwrap().allowed);
         assert!(!d.result.unwrap().allowed);
-        // The anonymous bucket (no org) is never capped.
+        // The shared anonymous bucket (from: none) is never capped; a bucket
+        // per anonymous client is, like an organization's.
         let anon = Target {
             org: None,
             key: "orl1a|default".into(),
+            capped: false,
             ..target("x")
         };
         assert!(!charge_local(&m, &anon, 1, now, 8, 1).overflowed);
+        let client = Target {
+            org: None,
+            key: "orl1a|default|10.0.0.9".into(),
+            overflow_key: "orl1o|default|anonymous".into(),
+            ..target("x")
+        };
+        assert!(charge_local(&m, &client, 1, now, 8, 1).overflowed);
     }
 }

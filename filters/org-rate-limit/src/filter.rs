@@ -1,6 +1,7 @@
 //! proxy-wasm glue: reads the few headers the rules need, charges the bucket
 //! through shared data, applies the decision.
 
+use crate::client::{self, ClientSource};
 use crate::config::{Config, Limiter, Mode};
 use crate::decide::{self, Decision, LocalReply};
 use crate::global::Facts;
@@ -501,9 +502,23 @@ impl HttpContext for Request {
             let content_type = self.header("content-type");
             self.jsonrpc = jsonrpc::is_jsonrpc_post(&self.method, content_type.as_deref());
         }
+        // Anonymous requests are told apart by client (read only for them).
+        let client = if shared.rules.has_identity(org.as_deref()) {
+            String::new()
+        } else {
+            let anonymous = &shared.config.anonymous_client;
+            let raw = match anonymous.from {
+                ClientSource::None => None,
+                ClientSource::SourceAddress => self
+                    .get_property(vec!["source", "address"])
+                    .and_then(|v| String::from_utf8(v).ok()),
+                ClientSource::Header => self.header(&anonymous.header),
+            };
+            client::client_key(anonymous, raw.as_deref())
+        };
         match shared
             .rules
-            .classify(org.as_deref(), plan.as_deref(), &self.path)
+            .classify(org.as_deref(), plan.as_deref(), &self.path, &client)
         {
             Classified::NoIdentity => self.finish(Decision::NoIdentity, NO_PLAN, None),
             Classified::Charge(target) => {

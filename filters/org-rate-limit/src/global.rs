@@ -222,6 +222,7 @@ mod tests {
             limit: Limit::new(1, 1, 1),
             policy: "free".into(),
             class: "default".into(),
+            capped: org.is_some(),
             org: org.map(str::to_string),
         }
     }

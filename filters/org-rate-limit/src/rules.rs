@@ -6,7 +6,9 @@
 //! Shared-data keys (Envoy never deletes them, so the scheme bounds memory):
 //! - `orl1|<class>|<org>`: one per organization and route class, at most
 //!   `max_buckets` per class (see `store`);
-//! - `orl1a|<class>`: the anonymous bucket of each class;
+//! - `orl1a|<class>|<client>`: an anonymous client's bucket (its address, see
+//!   `client`), counted against `max_buckets` like organization keys;
+//!   `orl1a|<class>` when `anonymous_client.from` is `none`;
 //! - `orl1o|<class>|<policy>`: the overflow bucket shared by organizations
 //!   beyond `max_buckets`, one per plan (or `organization` override) and class.
 //!
@@ -47,8 +49,11 @@ pub struct Target {
     /// `plan` metric label; bounded by the config.
     pub policy: String,
     pub class: String,
-    /// The organization, or None for the anonymous bucket.
+    /// The organization, or None for an anonymous bucket.
     pub org: Option<String>,
+    /// The key counts against `max_buckets` (organizations, anonymous
+    /// clients); when the cap is reached the request goes to `overflow_key`.
+    pub capped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,24 +170,39 @@ impl Rules {
         (0, DEFAULT_CLASS)
     }
 
+    /// True when `org` (the header value) is a usable identity: not empty
+    /// and at most `max_org_id_bytes`.
+    pub fn has_identity(&self, org: Option<&str>) -> bool {
+        org.is_some_and(|o| !o.is_empty() && o.len() <= self.max_org_id_bytes)
+    }
+
     /// The bucket for an organization (header value, if any), its plan header
-    /// and the request path. An empty org or one longer than
-    /// `max_org_id_bytes` counts as no identity.
-    pub fn classify(&self, org: Option<&str>, plan_header: Option<&str>, path: &str) -> Classified {
+    /// and the request path; `client` keys an anonymous request's bucket
+    /// (see `client::client_key`; empty: one shared bucket). An empty org or
+    /// one longer than `max_org_id_bytes` counts as no identity.
+    pub fn classify(
+        &self,
+        org: Option<&str>,
+        plan_header: Option<&str>,
+        path: &str,
+        client: &str,
+    ) -> Classified {
         let (class_idx, class) = self.class_of(path);
-        let org = org.filter(|o| !o.is_empty() && o.len() <= self.max_org_id_bytes);
+        let org = org.filter(|o| self.has_identity(Some(o)));
         let Some(org) = org else {
             if self.deny_without_identity {
                 return Classified::NoIdentity;
             }
             let plan = self.plans.get(self.anonymous_plan);
-            return Classified::Charge(self.target(
-                format!("orl1a|{class}"),
-                plan,
-                class_idx,
-                class,
-                None,
-            ));
+            let key = if client.is_empty() {
+                format!("orl1a|{class}")
+            } else {
+                format!("orl1a|{class}|{client}")
+            };
+            let mut target = self.target(key, plan, class_idx, class, None);
+            target.overflow_key = format!("orl1o|{class}|{ANONYMOUS}");
+            target.capped = !client.is_empty();
+            return Classified::Charge(target);
         };
         let plan = match self.orgs.get(org) {
             Some(OrgOverride::Custom(p)) => Some(p),
@@ -228,6 +248,7 @@ impl Rules {
             limit,
             policy,
             class: class.to_string(),
+            capped: org.is_some(),
             org: org.map(str::to_string),
         }
     }
@@ -353,28 +374,28 @@ mod tests {
     #[test]
     fn plan_from_header_override_and_default() {
         let r = rules(CFG);
-        let t = charge(r.classify(Some("zeta"), Some("pro"), "/mcp"));
+        let t = charge(r.classify(Some("zeta"), Some("pro"), "/mcp", ""));
         assert_eq!((t.policy.as_str(), t.limit.rate), ("pro", 600));
         assert_eq!(t.key, "orl1|default|zeta");
         // Unknown plan header: the default plan.
-        let t = charge(r.classify(Some("zeta"), Some("platinum"), "/mcp"));
+        let t = charge(r.classify(Some("zeta"), Some("platinum"), "/mcp", ""));
         assert_eq!(t.policy, "free");
         // Override beats the header.
-        let t = charge(r.classify(Some("acme"), Some("free"), "/mcp"));
+        let t = charge(r.classify(Some("acme"), Some("free"), "/mcp", ""));
         assert_eq!(t.policy, "pro");
-        let t = charge(r.classify(Some("bigco"), None, "/mcp"));
+        let t = charge(r.classify(Some("bigco"), None, "/mcp", ""));
         assert_eq!((t.policy.as_str(), t.limit.burst), ("organization", 500));
     }
 
     #[test]
     fn route_classes_get_their_own_bucket_and_limit() {
         let r = rules(CFG);
-        let t = charge(r.classify(Some("zeta"), None, "/v1/chat/completions"));
+        let t = charge(r.classify(Some("zeta"), None, "/v1/chat/completions", ""));
         assert_eq!(t.key, "orl1|llm|zeta");
         assert_eq!(t.limit.rate, 10);
         assert_eq!(t.overflow_key, "orl1o|llm|free");
         // Pro has no llm entry: its own rate, separate bucket.
-        let t = charge(r.classify(Some("zeta"), Some("pro"), "/v1beta/models"));
+        let t = charge(r.classify(Some("zeta"), Some("pro"), "/v1beta/models", ""));
         assert_eq!((t.key.as_str(), t.limit.rate), ("orl1|llm|zeta", 600));
     }
 
@@ -382,13 +403,28 @@ mod tests {
     fn missing_empty_or_huge_identity() {
         let r = rules(CFG);
         for org in [None, Some(""), Some(&*"x".repeat(257))] {
-            let t = charge(r.classify(org, Some("pro"), "/mcp"));
+            let t = charge(r.classify(org, Some("pro"), "/mcp", ""));
             assert_eq!(t.key, "orl1a|default");
             assert_eq!(t.org, None);
             assert_eq!(t.policy, "free", "plan header is ignored without an org");
         }
         let deny = rules(r#"{"without_identity": "deny"}"#);
-        assert_eq!(deny.classify(None, None, "/"), Classified::NoIdentity);
+        assert_eq!(deny.classify(None, None, "/", ""), Classified::NoIdentity);
+    }
+
+    #[test]
+    fn anonymous_clients_get_buckets_of_their_own() {
+        let r = rules(CFG);
+        let a = charge(r.classify(None, None, "/ready", "10.0.0.1"));
+        let b = charge(r.classify(None, None, "/.well-known/x", "10.0.0.2"));
+        assert_eq!(a.key, "orl1a|default|10.0.0.1");
+        assert_eq!(b.key, "orl1a|default|10.0.0.2");
+        assert!(a.capped && a.org.is_none());
+        assert_eq!(a.overflow_key, "orl1o|default|anonymous");
+        let shared = charge(r.classify(None, None, "/ready", ""));
+        assert_eq!(shared.key, "orl1a|default");
+        assert!(!shared.capped);
+        assert!(charge(r.classify(Some("acme"), None, "/mcp", "10.0.0.1")).capped);
     }
 
     #[test]
