@@ -48,10 +48,11 @@ class Rls:
 def rls_factory(tmp_path, redis):
     started = []
 
-    def start(limits: list[dict], delay_ms: int = 0) -> Rls:
+    def start(limits: list[dict], delay_ms: int = 0, hang: str | None = None) -> Rls:
         name = f"rls{len(started)}"
         proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", "0", "--redis", redis,
-                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms)], tmp_path)
+                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms),
+                                   *([f"--{hang}"] if hang else [])], tmp_path)
         port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
         rls = Rls(proc, port)
         started.append(rls)
@@ -180,6 +181,29 @@ def test_slow_service_hits_the_timeout(envoy_factory, rls_factory):
     closed = replica(envoy_factory, rls.port, config(timeout_ms=20, failure_mode="closed"))
     r = closed.request("GET", "/direct", org("acme"))
     assert r.status == 429 and r.header("retry-after") == "1"
+
+
+@pytest.mark.parametrize("hang", ["hang", "stall"])
+@pytest.mark.parametrize("failure_mode, expected, decision", [
+    ("open", 200, "fail_open"),
+    ("closed", 429, "fail_closed"),
+])
+def test_a_service_that_never_answers_gets_the_failure_mode_within_the_timeout(
+        envoy_factory, rls_factory, hang, failure_mode, expected, decision):
+    """A service that accepts the call and never answers (`hang`), or sends
+    its response headers and then nothing (`stall`): the timeout still fires
+    (Kuadrant wasm-shim#425 saw it not fire for another shim)."""
+    rls = rls_factory([per_org(100)], hang=hang)
+    envoy = replica(envoy_factory, rls.port, config(timeout_ms=50, failure_mode=failure_mode))
+    assert envoy.request("GET", "/direct", org("acme")).status == expected  # opens the connection
+    started = time.monotonic()
+    statuses = [envoy.request("GET", "/direct", org("acme")).status for _ in range(5)]
+    took = time.monotonic() - started
+    assert statuses == [expected] * 5
+    assert took < 2.0, f"5 requests took {took:.2f}s against a 50 ms timeout"
+    assert envoy.metric("mcp_ratelimit_requests_total", decision=decision, plan="free") == 6
+    assert envoy.metric("mcp_ratelimit_service_errors_total", reason="timeout") == 6, \
+        envoy.samples("mcp_ratelimit_service_errors_total")
 
 
 def test_local_then_global_rejects_locally_first(envoy_factory, rls_factory):

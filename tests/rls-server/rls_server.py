@@ -11,7 +11,9 @@ equal values or `*` (one counter per value):
        "requests_per_unit": 100, "unit": "minute"}]'
 
 Prints `listening on <port>` once it serves. `--delay-ms` answers late (the
-filter's timeout test). The messages are built at run time from a
+filter's timeout test); `--hang` accepts every call and never answers, and
+`--stall` sends the response headers and then nothing (the two ways a service
+can hang that another Proxy-Wasm shim's timeout missed, Kuadrant wasm-shim#425). The messages are built at run time from a
 hand-written descriptor (no protoc), wire-compatible with the envoy protos.
 
 Why not Kuadrant's limitador crate, as first planned: its `redis_storage`
@@ -97,12 +99,21 @@ class Limit:
 
 
 class Service:
-    def __init__(self, redis_url: str, limits: list[Limit], delay: float):
+    def __init__(self, redis_url: str, limits: list[Limit], delay: float, hang: str | None = None):
         self.limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
         self.limits = limits
         self.delay = delay
+        self.hang = hang
 
     def should_rate_limit(self, request, context):
+        if self.hang == "stall":
+            context.send_initial_metadata(())
+        if self.hang:
+            # Until the caller gives up (or for an hour).
+            deadline = time.monotonic() + 3600
+            while context.is_active() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return M["RateLimitResponse"](overall_code=OK)
         if self.delay:
             time.sleep(self.delay)
         cost = max(1, request.hits_addend)
@@ -133,8 +144,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
     parser.add_argument("--limits", default="[]")
     parser.add_argument("--delay-ms", type=int, default=0)
+    hang = parser.add_mutually_exclusive_group()
+    hang.add_argument("--hang", dest="hang", action="store_const", const="hang")
+    hang.add_argument("--stall", dest="hang", action="store_const", const="stall")
     args = parser.parse_args()
-    service = Service(args.redis, [Limit(s) for s in json.loads(args.limits)], args.delay_ms / 1000)
+    service = Service(args.redis, [Limit(s) for s in json.loads(args.limits)], args.delay_ms / 1000, args.hang)
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "ShouldRateLimit": grpc.unary_unary_rpc_method_handler(
             service.should_rate_limit,

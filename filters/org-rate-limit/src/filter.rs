@@ -199,9 +199,10 @@ impl Context for Request {
                 _ => Err("bad_response"),
             }
         } else {
-            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED (4)
-            // or, once the stream is up, as UNAVAILABLE (14, from the 504 of
-            // its own timeout). The clock the host gives us is coarse (timeouts
+            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED (4),
+            // once the stream is up as UNAVAILABLE (14, from the 504 of its
+            // own timeout), and once the service sent its response headers
+            // and stalled as INTERNAL (13; measured in Envoy 1.40). The clock the host gives us is coarse (timeouts
             // measured 12-24 ms for a 20 ms deadline) while a refused or reset
             // connection fails within a millisecond or two, so an UNAVAILABLE
             // after half the deadline counts as a timeout. This only picks the
@@ -214,12 +215,20 @@ impl Context for Request {
                 .as_ref()
                 .map_or(0, |g| g.timeout_ms.saturating_mul(1_000_000));
             let elapsed = self.now_ns().saturating_sub(sent_ns);
-            Err(match status_code {
+            let reason = match status_code {
                 4 => "timeout",
-                14 if elapsed >= timeout_ns / 2 => "timeout",
+                13 | 14 if elapsed >= timeout_ns / 2 => "timeout",
                 14 => "unavailable",
                 _ => "error",
-            })
+            };
+            mesh_host::log(
+                LogLevel::Warn,
+                &format!(
+                    "rate-limit service call failed: grpc status {status_code} after {} ms",
+                    elapsed / 1_000_000
+                ),
+            );
+            Err(reason)
         };
         let action = self.global_answer(&policy, answer);
         if action == Action::Continue {
