@@ -19,7 +19,7 @@ RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/d
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
 .PHONY: check-config-bin schemas pin-digests mesh-config oci-tools
-.PHONY: redis
+.PHONY: redis fuzz test-fuzz fuzz-tools
 
 ## Toolchain and virtualenv -------------------------------------------------
 
@@ -59,7 +59,7 @@ $(WASM_FILES) &: .tools/wasm-target.stamp $(RUST_SOURCES)
 
 ## Tests ---------------------------------------------------------------------
 
-test: lint test-unit test-integration
+test: lint test-unit test-integration test-fuzz
 
 test-unit:
 	$(CARGO) test --workspace --locked
@@ -67,6 +67,24 @@ test-unit:
 # Integration tests: a real Envoy 1.40 per test, real HTTP traffic.
 test-integration: build venv check-config-bin oci-tools redis
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+
+# Fuzzing (cargo-fuzz, libFuzzer): every parser a client or a config reaches.
+# make fuzz FUZZ_SECONDS=600 for a long run; make test runs each target for
+# a few seconds so a broken target (or a crash on the corpus) fails CI.
+FUZZ_SECONDS ?= 60
+CARGO_FUZZ_VERSION := 0.13.2
+fuzz-tools: .tools/cargo-fuzz.stamp
+.tools/cargo-fuzz.stamp:
+	@mkdir -p .tools
+	command -v cargo-fuzz >/dev/null && cargo fuzz --version | grep -q $(CARGO_FUZZ_VERSION) || \
+	  $(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	@touch $@
+
+fuzz: fuzz-tools
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+
+test-fuzz: fuzz-tools
+	FUZZ_SECONDS=3 fuzz/run.sh
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
