@@ -305,6 +305,9 @@ def test_sampling_cannot_be_evaded_by_chosen_trace_ids(envoy_factory):
         kept.append([l["path"] for l in lines])
     assert 8 <= len(kept[0]) <= 32, kept[0]
     assert kept[0] == kept[1]
+    # The salt is a secret: in no log.
+    for envoy in sidecars:
+        assert SALT not in envoy.log() and SALT not in envoy.access_log_raw()
 
 
 def test_traced_requests_can_always_be_logged(envoy_factory):
