@@ -146,6 +146,7 @@ impl Request {
             usage: state.and_then(|s| s.usage()),
             outcome: Some(outcome),
             skipped_events: call.reader.as_ref().map_or(0, UsageReader::skipped_events),
+            status,
         };
         if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
             let updates = metrics.labels.updates(&facts);

@@ -40,6 +40,17 @@ pub struct Call<'a> {
     pub usage: Option<Usage>,
     pub outcome: Option<Outcome>,
     pub skipped_events: u64,
+    /// The HTTP status the provider answered with (0: none, e.g. a reset).
+    pub status: u32,
+}
+
+impl Call<'_> {
+    /// The provider took the request for its model: it answered, and not
+    /// with a 4xx other than 429 (400, 404, 422: the request or the model
+    /// was wrong). Only such calls admit a new model label.
+    pub fn provider_accepted(&self) -> bool {
+        self.status != 0 && !((400..500).contains(&self.status) && self.status != 429)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +62,7 @@ pub enum Update {
 /// Label values of one VM, with their cardinality caps.
 ///
 /// Model names come from clients (the request) and are only admitted to the
-/// cap when the provider accepted the call (outcome not `error`), and each
+/// cap when the provider accepted the call ([`Call::provider_accepted`]), and each
 /// organization has a model cap of its own: junk model names that a provider
 /// refuses, or one organization's many models, cannot push another
 /// organization's real model into `other` (issue 12).
@@ -76,7 +87,7 @@ impl Labels {
     /// Metric updates for one finished call.
     pub fn updates(&mut self, call: &Call<'_>) -> Vec<Update> {
         let org = self.orgs.admit(call.org.unwrap_or(UNKNOWN));
-        let accepted = call.outcome.is_some_and(|o| o != Outcome::Error);
+        let accepted = call.provider_accepted();
         let max_models = self.max_models;
         // `org` is already capped, so this map holds at most max_orgs + 1 caps.
         let models = self
@@ -232,6 +243,7 @@ mod tests {
                 usage: None,
                 outcome: None,
                 skipped_events: 0,
+                status: 200,
             };
             let fields = filter_state(&call);
             let logged = fields.iter().find(|(k, _)| *k == state::LLM_MODEL).unwrap();
@@ -271,6 +283,7 @@ mod tests {
             usage: Some(usage()),
             outcome: Some(Outcome::Ok),
             skipped_events: 0,
+            status: 200,
         };
         let updates = labels.updates(&call);
         let base =
@@ -304,6 +317,7 @@ mod tests {
         let call = Call {
             provider: "anthropic",
             outcome: Some(Outcome::UsageMissing(MissingReason::Truncated)),
+            status: 200,
             ..Call::default()
         };
         assert_eq!(
@@ -323,6 +337,7 @@ mod tests {
             outcome: Some(Outcome::Ok),
             usage: Some(usage()),
             skipped_events: 2,
+            status: 200,
             ..Call::default()
         };
         assert!(counters(&labels.updates(&call)).contains(&(
@@ -343,6 +358,7 @@ mod tests {
             usage: Some(usage()),
             outcome: Some(Outcome::Ok),
             skipped_events: 0,
+            status: 200,
         };
         labels.updates(&call("acme", "m1"));
         // A second organization is `other`, whose model cap is its own.
@@ -367,30 +383,36 @@ mod tests {
     #[test]
     fn refused_calls_cannot_poison_the_model_cap() {
         let mut labels = Labels::new("svc", 10, 3);
-        fn call<'a>(org: &'a str, model: &'a str, outcome: Outcome) -> Call<'a> {
+        fn call<'a>(org: &'a str, model: &'a str, status: u32) -> Call<'a> {
             Call {
                 org: Some(org),
                 provider: "openai",
                 request_model: Some(model),
                 response_model: None,
                 usage: None,
-                outcome: Some(outcome),
+                outcome: Some(if status == 200 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Error
+                }),
                 skipped_events: 0,
+                status,
             }
         }
         for i in 0..50 {
             let junk = format!("junk-{i}");
-            let names = counters(&labels.updates(&call("evil", &junk, Outcome::Error)));
+            let names = counters(&labels.updates(&call("evil", &junk, 404)));
             assert!(names[0].0.contains(";gen_ai_request_model=.=other;.;"));
         }
-        let names = counters(&labels.updates(&call("evil", "gpt-4o", Outcome::Ok)));
+        // A capacity error is no verdict on the model: it is admitted.
+        let names = counters(&labels.updates(&call("evil", "gpt-4o", 429)));
         assert!(
             names[0].0.contains(";gen_ai_request_model=.=gpt-4o;.;"),
             "{}",
             names[0].0
         );
         // Another organization's models were never at stake.
-        let names = counters(&labels.updates(&call("acme", "gpt-4o-mini", Outcome::Ok)));
+        let names = counters(&labels.updates(&call("acme", "gpt-4o-mini", 200)));
         assert!(names[0]
             .0
             .contains(";gen_ai_request_model=.=gpt-4o-mini;.;"));
@@ -404,6 +426,7 @@ mod tests {
             response_model: Some("gpt-4o-mini-2024-07-18"),
             outcome: Some(Outcome::Ok),
             usage: Some(Usage::default()),
+            status: 200,
             ..Call::default()
         };
         let names = counters(&labels.updates(&call));
@@ -419,6 +442,7 @@ mod tests {
             request_model: Some("gemini-2.5-flash"),
             usage: Some(usage()),
             outcome: Some(Outcome::Ok),
+            status: 200,
             ..Call::default()
         };
         let st = filter_state(&call);
@@ -429,6 +453,7 @@ mod tests {
         assert!(st.contains(&("mcp_llm_outcome", "ok".into())));
         let none = filter_state(&Call {
             provider: "openai",
+            status: 200,
             ..Call::default()
         });
         assert!(none.iter().all(|(k, _)| !k.starts_with("mcp_tokens")));

@@ -1,0 +1,168 @@
+"""Instructions per request under valgrind's callgrind: the figure to steer by
+on a shared machine (issue 13). Unlike CPU time it does not move with the
+other work on the machine: the same binary, config and requests give the
+same count to within a few hundred instructions (two measurements per
+configuration show it).
+
+Each configuration is one Envoy, one worker, under callgrind, answering
+keep-alive `POST /mcp` (the bench's MCP tools/call) itself through a
+direct_response route, so the count is the listener, the filters and the
+router, not an upstream. After a warm-up the counters are zeroed
+(`callgrind_control -z`), N requests go over one connection, and the total
+is dumped (`callgrind_control -d`): total / N is the cost of one request,
+all threads included. Envoy's binary is stripped, so callgrind gives totals,
+not functions: bisect by configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from configs import MCP_RESPONSE, Setup, bootstrap, native_api_key_auth, native_local_ratelimit, plugin_configs
+from harness.envoy import ENVOY_BIN, REPO, hcm
+from harness.process import ChildProcess
+from harness.envoy import wait_until_ready
+from traffic import mcp_request
+
+NOOP_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+WARMUP = 50
+REQUESTS = 300
+MEASUREMENTS = 2
+
+
+@dataclass
+class Count:
+    setup: str
+    what: str
+    per_request: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def value(self) -> float | None:
+        return min(self.per_request) if self.per_request else None
+
+
+def setups() -> list[Setup]:
+    unlimited = native_local_ratelimit(4_000_000_000, 4_000_000_000, "1s")
+    return [
+        Setup("bare", what="router only: the floor"),
+        Setup("no-op Rust filter", ("noop",), what="a Proxy-Wasm filter that only returns Continue"),
+        Setup("api-key-auth", ("api-key-auth",), what="valid API key"),
+        Setup("org-rate-limit", ("org-rate-limit",), what="limit far above the load"),
+        Setup("debate-access-log", ("debate-access-log",), access_log="ours", what="with the shipped access log"),
+        Setup("token-usage-metrics", ("token-usage-metrics",), what="an MCP request: not an LLM call"),
+        Setup("full chain", ("api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"),
+              access_log="ours", what="the four modules + the access log"),
+        Setup("native api_key_auth", native=(native_api_key_auth(1),), what="Envoy's own"),
+        Setup("native local_ratelimit", native=(unlimited,), what="Envoy's own"),
+        Setup("native access log", access_log="native", what="Envoy's file access log, json_format"),
+    ]
+
+
+def _direct_mcp(b: dict) -> None:
+    routes = hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
+    routes.insert(0, {"match": {"prefix": "/mcp"},
+                      "direct_response": {"status": 200, "body": {"inline_string": json.dumps(MCP_RESPONSE)}}})
+
+
+def _with_noop(b: dict) -> None:
+    """A filter entry like our filters', running the no-op module."""
+    chain = hcm(b)["http_filters"]
+    template = next(f for f in chain if f.get("typed_config", {}).get("config", {}).get("vm_config"))
+    noop = copy.deepcopy(template)
+    noop["name"] = "noop"
+    cfg = noop["typed_config"]["config"]
+    cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = "noop"
+    cfg["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
+    cfg.pop("configuration", None)
+    chain.remove(template)
+    chain.insert(0, noop)
+
+
+def _bootstrap(setup: Setup, workdir: Path, upstream_port: int) -> dict:
+    if setup.filters == ("noop",):
+        # Borrow api-key-auth's slot and replace it.
+        real = Setup(setup.name, ("api-key-auth",), setup.access_log, setup.native, setup.what)
+        b = bootstrap(real, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
+                      plugin_configs())
+        _with_noop(b)
+    else:
+        b = bootstrap(setup, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
+                      plugin_configs())
+    _direct_mcp(b)
+    return b
+
+
+def _dump_total(out_dir: Path, before: set[Path]) -> int:
+    """The `totals:` (or `summary:`) Ir of the newest dump file."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        new = sorted(set(out_dir.glob("callgrind.out*")) - before, key=lambda p: p.stat().st_mtime)
+        for path in new:
+            text = path.read_text(errors="replace")
+            m = re.search(r"^(?:totals|summary):\s+(\d+)", text, re.MULTILINE)
+            if m:
+                return int(m.group(1))
+        time.sleep(0.2)
+    raise TimeoutError("callgrind wrote no dump")
+
+
+def _send(conn: http.client.HTTPConnection, n: int) -> None:
+    req = mcp_request()
+    for _ in range(n):
+        conn.request(req.method, req.path, body=req.body, headers=req.headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{req.path} answered {r.status}")
+
+
+def measure(setup: Setup, workdir: Path, upstream_port: int, log) -> Count:
+    count = Count(setup.name, setup.what)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "envoy.json"
+    config.write_text(json.dumps(_bootstrap(setup, workdir, upstream_port), indent=1))
+    admin_file, log_path = workdir / "admin", workdir / "envoy.log"
+    argv = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out.%p",
+        # V8 writes and rewrites machine code: valgrind must notice.
+        "--smc-check=all-non-file", "--dump-instr=no", "--dump-line=no",
+        str(ENVOY_BIN), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id",
+        "--admin-address-path", str(admin_file), "--log-path", str(log_path), "-l", "warning",
+    ]
+    proc = ChildProcess("envoy", argv, workdir, cwd=REPO)
+    try:
+        _admin_port, port = wait_until_ready(proc, admin_file, log_path, 600)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        _send(conn, WARMUP)
+        for _ in range(MEASUREMENTS):
+            subprocess.run(["callgrind_control", "-z", str(proc.proc.pid)], check=True, capture_output=True)
+            _send(conn, REQUESTS)
+            before = set(workdir.glob("callgrind.out*"))
+            subprocess.run(["callgrind_control", "-d", str(proc.proc.pid)], check=True, capture_output=True)
+            count.per_request.append(_dump_total(workdir, before) / REQUESTS)
+        conn.close()
+        log(f"   {setup.name:24s} {' / '.join(f'{v:,.0f}' for v in count.per_request)} instructions per request")
+    except Exception as e:  # noqa: BLE001 - reported, the other configurations still run
+        count.error = f"{type(e).__name__}: {e}"
+        log(f"   {setup.name}: {count.error}")
+    finally:
+        proc.stop(timeout=30)
+    return count
+
+
+def run(session, log) -> list[Count]:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise RuntimeError("valgrind is missing: bench/setup.sh installs it")
+    if not NOOP_WASM.exists():
+        raise RuntimeError(f"{NOOP_WASM} is missing: bench/run.sh builds it")
+    return [measure(s, session.workdir / "callgrind" / s.name.replace(" ", "_"), session.upstream_port, log)
+            for s in setups()]
