@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from accuracy import CONNECTIONS, AccuracyRun
+from instructions import REQUESTS as CG_REQUESTS
+from instructions import Count
 from harness.envoy import FILTERS, REPO
 from machine import WASM_TARGET_BYTES, WASM_TARGET_JWT_BYTES, Machine
 from memory import MemoryRun
@@ -25,6 +27,12 @@ NATIVE_TARGETS = [
     ("debate-access-log", "native access log", None),
 ]
 ACCURACY_TOLERANCE_PCT = 1.0
+# Instructions added per request, as a multiple of what a no-op Rust
+# Proxy-Wasm filter adds (issue 13).
+INSTRUCTION_TARGETS = {
+    "api-key-auth": 2.0, "org-rate-limit": 2.0, "debate-access-log": 2.0,
+    "token-usage-metrics": 2.0, "full chain": 3.0,
+}
 
 
 def _mark(ok: bool | None) -> str:
@@ -187,6 +195,44 @@ class Report:
             if c.setup.name not in seen:
                 seen.add(c.setup.name)
                 self.add(f"- **{c.setup.name}**: {c.setup.what}")
+        self.add("")
+
+    def instructions(self, counts: list[Count]) -> None:
+        by_name = {c.setup: c.value for c in counts}
+        bare, noop = by_name.get("bare"), by_name.get("no-op Rust filter")
+        floor = noop - bare if bare and noop else None
+        self.add(
+            "## Instructions per request (callgrind)",
+            "",
+            "valgrind's callgrind counts the instructions Envoy executes, all threads together, while one worker "
+            f"answers {CG_REQUESTS} keep-alive `POST /mcp` requests (the **mcp** request below) through a "
+            "`direct_response` route: the listener, the HTTP filters and the router, no upstream. The count does "
+            "not depend on the other work on the machine; two measurements per configuration (zeroed, "
+            f"{CG_REQUESTS} requests, dumped, twice) show how close repeats are, and the lower one is used. "
+            "*added* is over bare Envoy, *× no-op* divides that by what the no-op Rust filter adds: the floor of "
+            "any Proxy-Wasm module. Envoy's binary is stripped, so these are totals, not profiles: bisect by "
+            "configuration.",
+            "",
+            "| configuration | instructions / request | repeat | added | × no-op | target | met |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        )
+        for c in counts:
+            if c.value is None:
+                self.add(f"| {c.setup} | failed: {c.error} | | | | | |")
+                continue
+            added = c.value - bare if bare is not None and c.setup != "bare" else None
+            times = added / floor if added is not None and floor else None
+            target = INSTRUCTION_TARGETS.get(c.setup)
+            ok = None if target is None or times is None else times <= target
+            if target is not None and times is not None:
+                self.targets.append((f"{c.setup}: added instructions ≤ {target:g}× a no-op filter's",
+                                     f"{times:.1f}× ({added:,.0f})", ok))
+            repeat = " / ".join(f"{v:,.0f}" for v in c.per_request)
+            self.add(f"| {c.setup} | {c.value:,.0f} | {repeat} | {'' if added is None else f'{added:+,.0f}'} | "
+                     f"{'' if times is None else f'{times:.1f}'} | {'' if target is None else f'≤ {target:g}×'} | "
+                     f"{_mark(ok)} |")
+        self.add("", "What each configuration is:", "")
+        self.add(*[f"- **{c.setup}**: {c.what}" for c in counts])
         self.add("")
 
     def sse(self, runs: list[SseRun]) -> None:

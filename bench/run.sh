@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bench/setup.sh
+# The no-op Proxy-Wasm filter: the floor of the instruction counts.
+cargo build --quiet --release --locked --target wasm32-wasip1 -p noop-filter
 for f in api-key-auth org-rate-limit debate-access-log token-usage-metrics; do
   if [ ! -f "dist/$f.wasm" ]; then
     echo "bench: dist/$f.wasm is missing: run \`make build\` (or \`make bench\`)" >&2

@@ -228,20 +228,18 @@ impl Stream {
             .map(|c| ("www-authenticate", c))
             .into_iter()
             .collect();
-        mesh_host::log(
-            LogLevel::Debug,
-            &format!("denied {}: {}", outcome.status(), outcome.reason()),
-        );
+        mesh_host::log_lazy(LogLevel::Debug, || {
+            format!("denied {}: {}", outcome.status(), outcome.reason())
+        });
         mesh_host::send_json(outcome.status(), &headers, &body);
     }
 }
 
 fn log_allowed(identity: &Identity) {
-    mesh_host::log(
-        LogLevel::Debug,
-        &format!(
+    mesh_host::log_lazy(LogLevel::Debug, || {
+        format!(
             "allowed: org={} key_id={} plan={} role={}",
             identity.org_id, identity.key_id, identity.plan, identity.role
-        ),
-    );
+        )
+    });
 }

@@ -34,6 +34,36 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+thread_local! {
+    /// The host's log level as last asked, and calls left until asking again.
+    static HOST_LEVEL: std::cell::Cell<(u8, u16)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// True when the host would print a line at `level`: per-request debug lines
+/// are only formatted then. The level is asked of the host every 256th call,
+/// so a change through Envoy's `/logging` admin endpoint shows within that.
+pub fn log_enabled(level: LogLevel) -> bool {
+    HOST_LEVEL.with(|cell| {
+        let (mut host, left) = cell.get();
+        let left = if left == 0 {
+            host = hostcalls::get_log_level().map_or(LogLevel::Trace as u8, |l| l as u8);
+            255
+        } else {
+            left - 1
+        };
+        cell.set((host, left));
+        level as u8 >= host
+    })
+}
+
+/// Logs the line `message` makes, formatting it only when the host prints
+/// `level` (a debug line per request then costs nothing at info).
+pub fn log_lazy(level: LogLevel, message: impl FnOnce() -> String) {
+    if log_enabled(level) {
+        log(level, &message());
+    }
+}
+
 /// Writes one filter-state value, readable in access logs as
 /// `%FILTER_STATE(wasm.<key>:PLAIN)%`.
 pub fn set_state(key: &str, value: &str) {
