@@ -294,11 +294,7 @@ impl Rules {
     /// The most a request with this path and method can cost whatever its
     /// body says.
     pub fn max_cost(&self, path: &str, method: &str) -> u64 {
-        self.costs
-            .iter()
-            .filter(|r| r.needs_body() && matches_http(r, path, method))
-            .map(|r| r.cost)
-            .chain(std::iter::once(self.cost_of(path, method, None, None)))
+        self.possible_costs(path, method)
             .max()
             .unwrap_or(self.default_cost)
     }
@@ -307,13 +303,23 @@ impl Rules {
     /// body says: when the bucket cannot afford even that, the request is
     /// answered before its body is read (and before the upstream sees it).
     pub fn min_cost(&self, path: &str, method: &str) -> u64 {
-        self.costs
-            .iter()
-            .filter(|r| r.needs_body() && matches_http(r, path, method))
-            .map(|r| r.cost)
-            .chain(std::iter::once(self.cost_of(path, method, None, None)))
+        self.possible_costs(path, method)
             .min()
             .unwrap_or(self.default_cost)
+    }
+
+    /// Every cost a request with this path and method could be charged: the
+    /// body rules that match it, and what it pays when no body rule does.
+    fn possible_costs<'a>(
+        &'a self,
+        path: &'a str,
+        method: &'a str,
+    ) -> impl Iterator<Item = u64> + 'a {
+        self.costs
+            .iter()
+            .filter(move |r| r.needs_body() && matches_http(r, path, method))
+            .map(|r| r.cost)
+            .chain(std::iter::once(self.cost_of(path, method, None, None)))
     }
 
     fn cost_of(&self, path: &str, method: &str, mcp: Option<&str>, tool: Option<&str>) -> u64 {
