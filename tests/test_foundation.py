@@ -5,14 +5,14 @@ makes Envoy refuse to start with a message naming the field."""
 import pytest
 
 from harness import FILTERS
-from harness.envoy import expect_start_failure
+from harness.envoy import DIST, expect_start_failure
 
 
 def test_all_four_filters_load_and_traffic_flows(envoy_factory, upstream):
     envoy = envoy_factory()
     dump = envoy.admin("/config_dump")
     for name in FILTERS:
-        assert f"dist/{name}.wasm" in dump, name
+        assert str(DIST / f"{name}.wasm") in dump, name
     r = envoy.request("GET", "/health")
     assert r.status == 200, r.body
     assert upstream.last().path == "/health"

@@ -75,6 +75,7 @@ impl RootContext for Root {
             settings,
             counters,
             jsonrpc: false,
+            request_headers: None,
             body_scan: None,
             body: BodyFacts::default(),
             response: None,
@@ -87,6 +88,10 @@ struct Request {
     counters: Rc<Counters>,
     /// The request is a JSON-RPC POST with a body.
     jsonrpc: bool,
+    /// Every request header, read in one host call when the headers pass
+    /// (one call costs about what two lookups by name do; the log needs
+    /// six or more).
+    request_headers: Option<Vec<(String, Vec<u8>)>>,
     /// Scans a JSON-RPC request body as it streams by, up to the cap.
     body_scan: Option<BodyScan>,
     body: BodyFacts,
@@ -129,19 +134,30 @@ impl Request {
 
 impl Context for Request {}
 
+/// The first value of `name` (lowercase) in a header snapshot.
+fn header_in<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let settings = &self.settings;
-        if end_of_stream || !(settings.wants_body() || settings.watches_responses()) {
+        let headers = self.get_http_request_headers_bytes();
+        let settings = Rc::clone(&self.settings);
+        let wants_bodies =
+            !end_of_stream && (settings.wants_body() || settings.watches_responses());
+        if wants_bodies {
+            let method = header_in(&headers, ":method").unwrap_or_default();
+            let content_type = header_in(&headers, "content-type").map(String::from_utf8_lossy);
+            self.jsonrpc =
+                jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(method), content_type.as_deref());
+        }
+        self.request_headers = Some(headers);
+        if !wants_bodies {
             return Action::Continue;
         }
-        let method = self
-            .get_http_request_header_bytes(":method")
-            .unwrap_or_default();
-        let content_type = self.get_http_request_header_bytes("content-type");
-        let content_type = content_type.as_deref().map(String::from_utf8_lossy);
-        self.jsonrpc =
-            jsonrpc::is_jsonrpc_post(&String::from_utf8_lossy(&method), content_type.as_deref());
         if self.jsonrpc && self.settings.wants_body() {
             self.body_scan = Some(BodyScan {
                 scanner: Scanner::new(self.settings.pointers.clone()),
@@ -227,7 +243,13 @@ impl HttpContext for Request {
             watch.finish();
         }
         let outcome = self.outcome();
-        let mut request = |name: &str| self.get_http_request_header_bytes(name);
+        // Answered by an earlier filter before our headers callback: one
+        // snapshot now.
+        let snapshot = match self.request_headers.take() {
+            Some(headers) => headers,
+            None => self.get_http_request_headers_bytes(),
+        };
+        let mut request = |name: &str| header_in(&snapshot, name).map(<[u8]>::to_vec);
         let mut response = |name: &str| self.get_http_response_header_bytes(name);
         let headers = Headers {
             request: &mut request,
