@@ -217,9 +217,17 @@ def test_tokens_per_request_histogram(envoy_factory, fake_provider):
         == pytest.approx(3 * c.input_tokens, rel=0.05)
     assert envoy.metric("mcp_llm_request_tokens_sum", gen_ai_token_type="output", **labels) \
         == pytest.approx(3 * c.output_tokens, rel=0.05)
-    # Envoy's default buckets: every request's input lands in one bucket.
-    le = next(b for b in (0.5, 1, 5, 10, 25, 50, 100, 250) if c.input_tokens <= b)
-    assert envoy.metric("mcp_llm_request_tokens_bucket", gen_ai_token_type="input", le=str(le), **labels) == 3
+    # Token buckets (local/envoy.yaml): powers of 4 from 1 to 4^13, on the
+    # real scrape, and every request's input in the first bucket that holds it.
+    buckets = sorted({float(l["le"]) for l, _ in envoy.samples("mcp_llm_request_tokens_bucket")} - {float("inf")})
+    assert buckets == [float(4 ** i) for i in range(14)], buckets
+    le = next(b for b in buckets if c.input_tokens <= b)
+    below = max(b for b in buckets if b < le) if le > 1 else None
+    bucket = lambda b: envoy.metric("mcp_llm_request_tokens_bucket", gen_ai_token_type="input",
+                                    le=f"{b:g}" if b < 1e6 else str(int(b)), **labels)
+    assert bucket(le) == 3
+    if below is not None:
+        assert bucket(below) == 0
 
 
 def test_provider_errors_count_as_error(envoy_factory, fake_provider):
