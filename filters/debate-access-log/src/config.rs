@@ -128,7 +128,8 @@ impl Default for Sampling {
 pub enum Source {
     Path(PathPattern),
     Header(String),
-    JsonPointer(String),
+    /// The pointer and its index in [`Settings::pointers`].
+    JsonPointer(String, usize),
 }
 
 /// The configuration with its path patterns compiled, built once in `on_configure`.
@@ -193,11 +194,17 @@ impl Config {
                 None => Salt::default(),
             };
         let mut sources = Vec::with_capacity(self.debate_id_sources.len());
+        let mut pointer_index = 0;
         for (i, source) in self.debate_id_sources.iter().enumerate() {
-            sources.push(compile_source(i, source)?);
+            let mut compiled = compile_source(i, source)?;
+            if let Source::JsonPointer(_, index) = &mut compiled {
+                *index = pointer_index;
+                pointer_index += 1;
+            }
+            sources.push(compiled);
         }
         let pointers = Pointers::parse(sources.iter().filter_map(|s| match s {
-            Source::JsonPointer(p) => Some(p.as_str()),
+            Source::JsonPointer(p, _) => Some(p.as_str()),
             _ => None,
         }))
         .ok_or_else(|| {
@@ -256,7 +263,7 @@ fn compile_source(i: usize, source: &DebateIdSource) -> Result<Source, ConfigErr
                     "must start with / (RFC 6901), e.g. /params/arguments/debate_id",
                 ));
             }
-            Ok(Source::JsonPointer(p.clone()))
+            Ok(Source::JsonPointer(p.clone(), 0))
         }
     }
 }
@@ -295,7 +302,7 @@ mod tests {
         assert_eq!(s.sources.len(), 3);
         assert!(matches!(&s.sources[1], Source::Header(h) if h == "x-debate-id"));
         assert!(
-            matches!(&s.sources[2], Source::JsonPointer(p) if p == "/params/arguments/debate_id")
+            matches!(&s.sources[2], Source::JsonPointer(p, 0) if p == "/params/arguments/debate_id")
         );
         assert_eq!(s.session_header, "mcp-session-id");
         assert_eq!(s.success_rate, 1.0);

@@ -157,7 +157,7 @@ fn debate_id(
             clean(pattern.capture(text)?.as_bytes(), max)
         }
         Source::Header(name) => clean(&request(name)?, max),
-        Source::JsonPointer(pointer) => clean(facts?.pointer(pointer)?.as_bytes(), max),
+        Source::JsonPointer(_, index) => clean(facts?.pointer_at(*index)?.as_bytes(), max),
     })
 }
 
@@ -241,6 +241,19 @@ mod tests {
             facts: parse(bytes),
             truncated: false,
         }
+    }
+
+    #[test]
+    fn the_second_json_pointer_answers_when_the_first_has_nothing() {
+        let s = settings(
+            r#"{"debate_id_sources": [{"json_pointer": "/params/a"}, {"header": "x-d"}, {"json_pointer": "/params/b"}]}"#,
+        );
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","b":"d-b"}}"#;
+        let body = BodyFacts {
+            facts: parse_with(call, &s.pointers),
+            truncated: false,
+        };
+        assert_eq!(run(&s, &Map::new(), &Map::new(), body, OK)[state::DEBATE_ID], "d-b");
     }
 
     /// Bodies the MCP server accepts and serde_json refuses are logged with

@@ -25,6 +25,7 @@
 //! stops the scan: what came before stays, nothing is settled after it.
 
 use crate::jsonrpc::{MessageFacts, RequestFacts, MAX_FACT_LEN};
+use std::rc::Rc;
 
 /// Deepest nesting followed. Python's `json.loads` stops near 1,000 levels
 /// (its recursion limit) and jiter near 200; past this the body is broken.
@@ -152,9 +153,10 @@ impl Id {
     }
 }
 
-/// RFC 6901 pointers, parsed once from config.
+/// RFC 6901 pointers, parsed once from config (shared: a request's scanner
+/// clones an `Rc`, not the segments).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pointers(Vec<Vec<String>>);
+pub struct Pointers(Rc<[Vec<String>]>);
 
 impl Pointers {
     /// `None` when a pointer is not of the form `/a/b` or there are more than
@@ -169,7 +171,7 @@ impl Pointers {
                 .collect();
             out.push(segments);
         }
-        (out.len() <= MAX_POINTERS).then_some(Self(out))
+        (out.len() <= MAX_POINTERS).then(|| Self(out.into()))
     }
 
     fn all(&self) -> u16 {
@@ -763,10 +765,15 @@ impl RequestFacts {
     /// The string (or number) at `pointer` (one the scan was configured
     /// with) in the first message that has one.
     pub fn pointer(&self, pointer: &str) -> Option<String> {
-        let i = self.pointers.index_of(pointer)?;
+        self.pointer_at(self.pointers.index_of(pointer)?)
+    }
+
+    /// Like [`pointer`](Self::pointer), by the pointer's index in the
+    /// scan's [`Pointers`] (no parsing per lookup).
+    pub fn pointer_at(&self, index: usize) -> Option<String> {
         self.messages
             .iter()
-            .find_map(|m| m.pointers.get(i).cloned().flatten())
+            .find_map(|m| m.pointers.get(index).cloned().flatten())
     }
 }
 
