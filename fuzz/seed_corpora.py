@@ -1,6 +1,8 @@
 """Seeds fuzz/corpus/<target>/ from the project's test fixtures and the
 hostile bodies of issue 12: python3 fuzz/seed_corpora.py (the committed
-corpora were made so; libFuzzer adds what it finds when `make fuzz` runs)."""
+corpora were made so; libFuzzer adds what it finds when `make fuzz` runs).
+Files named `regression-*` are inputs that once crashed a target: kept by
+hand, never rewritten here."""
 
 import base64
 import hashlib

@@ -14,6 +14,18 @@ fn cap(s: &str) -> String {
     s[..end].to_string()
 }
 
+/// Ids are echoed whole or not at all (past MAX_ID_LEN bytes of text): the
+/// scanner's id, when it has one, is serde's; and an id that certainly fits
+/// (a short string, even with every character escaped) is never lost.
+fn id_ok(got: &Option<Value>, want: &Option<Value>) -> bool {
+    match (got, want) {
+        (Some(g), Some(w)) => g == w,
+        (Some(_), None) => false,
+        (None, Some(Value::String(s))) => s.len() * 12 > mesh_core::jsonrpc_scan::MAX_ID_LEN,
+        (None, _) => true,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
@@ -32,10 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 .then(|| o.get("params")?.get("name")?.as_str().map(cap))
                 .flatten();
             let id = o.get("id").filter(|v| v.is_string() || v.is_number()).cloned();
-            (method, tool, id.map(|v| match v {
-                Value::String(s) => Value::String(cap(&s)),
-                other => other,
-            }))
+            (method, tool, id)
         })
         .collect();
     let facts = jsonrpc::parse(data);
@@ -45,13 +54,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let facts = facts.expect("serde_json read a JSON-RPC body the scanner did not");
     assert!(facts.is_complete(), "{facts:?}");
-    let got: Vec<_> = facts
-        .messages
-        .iter()
-        .map(|m| {
-            assert!(m.settled);
-            (m.method.clone(), m.tool.clone(), m.id.clone())
-        })
-        .collect();
-    assert_eq!(got, expected);
+    assert_eq!(facts.messages.len(), expected.len());
+    for (m, (method, tool, id)) in facts.messages.iter().zip(&expected) {
+        assert!(m.settled);
+        assert_eq!((&m.method, &m.tool), (method, tool));
+        assert!(id_ok(&m.id, id), "id {:?} vs {:?}", m.id, id);
+    }
 });

@@ -248,12 +248,16 @@ mod tests {
         let s = settings(
             r#"{"debate_id_sources": [{"json_pointer": "/params/a"}, {"header": "x-d"}, {"json_pointer": "/params/b"}]}"#,
         );
-        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","b":"d-b"}}"#;
+        let call =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","b":"d-b"}}"#;
         let body = BodyFacts {
             facts: parse_with(call, &s.pointers),
             truncated: false,
         };
-        assert_eq!(run(&s, &Map::new(), &Map::new(), body, OK)[state::DEBATE_ID], "d-b");
+        assert_eq!(
+            run(&s, &Map::new(), &Map::new(), body, OK)[state::DEBATE_ID],
+            "d-b"
+        );
     }
 
     /// Bodies the MCP server accepts and serde_json refuses are logged with

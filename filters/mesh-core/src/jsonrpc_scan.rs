@@ -31,6 +31,10 @@ use std::rc::Rc;
 /// (its recursion limit) and jiter near 200; past this the body is broken.
 pub const MAX_DEPTH: usize = 1024;
 
+/// Longest JSON-RPC `id` kept, as text. An id is echoed whole or not at all
+/// (as `null`): a cut id would name another request.
+pub const MAX_ID_LEN: usize = 1024;
+
 /// Longest key compared; a longer key matches nothing we look for.
 const MAX_KEY_LEN: usize = 64;
 
@@ -656,8 +660,13 @@ impl Scanner {
                 self.pending.slot,
                 Some(Slot::Method | Slot::Id | Slot::ParamsName | Slot::ParamsUri)
             );
+        let cap = if self.pending.slot == Some(Slot::Id) {
+            MAX_ID_LEN
+        } else {
+            MAX_FACT_LEN
+        };
         // One byte past the cap tells a capped value from one that fits.
-        if wanted && self.pending.text.len() <= MAX_FACT_LEN {
+        if wanted && self.pending.text.len() <= cap {
             self.pending.text.push(b);
         }
     }
@@ -695,8 +704,15 @@ impl Scanner {
             (Some(Slot::Method), true) => message.method = Some(text.clone()),
             (Some(Slot::ParamsName), true) => message.name = Some(text.clone()),
             (Some(Slot::ParamsUri), true) => message.uri = Some(text.clone()),
-            (Some(Slot::Id), true) => message.id = Some(Id::Str(text.clone())),
-            (Some(Slot::Id), false) if text != "null" => message.id = Some(Id::Num(text.clone())),
+            (Some(Slot::Id), is_string) => {
+                let whole = String::from_utf8_lossy(&pending.text);
+                message.id = match (is_string, pending.text.len() > MAX_ID_LEN) {
+                    (_, true) => None,
+                    (true, false) => Some(Id::Str(whole.into_owned())),
+                    (false, false) if whole != "null" => Some(Id::Num(whole.into_owned())),
+                    (false, false) => None,
+                };
+            }
             _ => {}
         }
         if pending.leaves != 0 && (pending.is_string || !is_literal(&text)) {
@@ -959,6 +975,26 @@ mod tests {
         assert_eq!(id("NaN"), None);
         assert_eq!(id("null"), None);
         assert_eq!(id("{}"), None);
+    }
+
+    /// Found by the differential fuzz target: a numeric id longer than the
+    /// fact cap was cut before it was parsed (`...e-6661` lost its exponent)
+    /// and echoed as another number.
+    #[test]
+    fn long_ids_are_echoed_whole_or_not_at_all() {
+        let id = |raw: &str| {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"ping"}}"#);
+            facts(&body).id
+        };
+        let long_number = format!("{}1e-6661", "6".repeat(300));
+        assert_eq!(id(&long_number), serde_json::from_str(&long_number).ok());
+        let long_string = format!("\"{}\"", "s".repeat(600));
+        assert_eq!(
+            id(&long_string),
+            Some(serde_json::Value::from("s".repeat(600)))
+        );
+        assert_eq!(id(&format!("\"{}\"", "s".repeat(MAX_ID_LEN + 1))), None);
+        assert_eq!(id(&"7".repeat(MAX_ID_LEN + 1)), None);
     }
 
     #[test]
