@@ -58,15 +58,17 @@ def envoy_factory(tmp_path, upstream, llm_upstream):
 @pytest.fixture
 def mcp_server(tmp_path):
     """The demo MCP server (local/demo/mcp_debate.py, official SDK) on a free port."""
-    from harness import REPO, ChildProcess, free_port, wait_for_port
+    from harness import REPO, ChildProcess, wait_for_output, wait_for_port
 
-    port = free_port()
     proc = ChildProcess(
         "mcp_debate",
-        [sys.executable, str(REPO / "local/demo/mcp_debate.py"), "--port", str(port)],
+        [sys.executable, str(REPO / "local/demo/mcp_debate.py"), "--port", "0"],
         tmp_path,
     )
     try:
+        # The server binds port 0 and prints the port it got: no port is
+        # guessed in advance, so no other process can hold it.
+        port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
         wait_for_port(port, proc=proc)
         yield port
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import socket
 import time
 
 import uvicorn
@@ -94,9 +95,16 @@ def app():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--port", type=int, default=8001, help="0: any free port (printed)")
     args = parser.parse_args()
-    uvicorn.run(app(), host=args.host, port=args.port, log_level="warning")
+    # Bound here, so that --port 0 works and the port in use is printed
+    # (tests read it instead of guessing a free port, which races).
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(128)
+    print(f"listening on {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app(), log_level="warning")).run(sockets=[sock])
 
 
 if __name__ == "__main__":
