@@ -18,7 +18,7 @@ use mesh_core::error_body::{error_body, rpc_code};
 use mesh_core::identity::{header as identity_header, state, Identity};
 use mesh_core::jsonrpc;
 use mesh_core::metrics::labeled;
-use mesh_host::Counter;
+use mesh_host::{header_in, Counter};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -116,19 +116,12 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let headers = self.get_http_request_headers_bytes();
-        let text = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        };
+        let text = |name: &str| header_in(&headers, name).and_then(|v| std::str::from_utf8(v).ok());
         let method = text(":method").unwrap_or("");
         // Lossy, never a fallback: a path with non-UTF-8 bytes keeps its ASCII
         // prefix for the rules, and cannot match a skip path it does not spell.
-        let path = headers
-            .iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| String::from_utf8_lossy(v))
+        let path = header_in(&headers, ":path")
+            .map(String::from_utf8_lossy)
             .unwrap_or_default();
         let now = self
             .get_current_time()
@@ -142,7 +135,7 @@ impl HttpContext for Stream {
             },
             now,
         );
-        let present = |name: &str| headers.iter().any(|(k, _)| k == name);
+        let present = |name: &str| header_in(&headers, name).is_some();
         if !matches!(verdict, Verdict::Deny(_)) {
             // Other spellings of the identity headers (x_mcp_org_id, ...):
             // found in the snapshot already read, so they cost nothing unless

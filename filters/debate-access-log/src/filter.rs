@@ -9,7 +9,7 @@ use crate::sampling::{Outcome, Verdict};
 use crate::stats;
 use mesh_core::jsonrpc;
 use mesh_core::jsonrpc_scan::Scanner;
-use mesh_host::Counter;
+use mesh_host::{header_in, Counter};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
@@ -133,14 +133,6 @@ impl Request {
 }
 
 impl Context for Request {}
-
-/// The first value of `name` (lowercase) in a header snapshot.
-fn header_in<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {

@@ -127,6 +127,16 @@ pub fn send_json(status: u32, headers: &[(&str, &str)], body: &str) {
     let _ = hostcalls::send_http_response(status, all, Some(body.as_bytes()));
 }
 
+/// The first value of `name` (lowercase) in a header snapshot, as
+/// `get_http_request_headers_bytes` returns it: one host call for all the
+/// headers costs about what two lookups by name do.
+pub fn header_in<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
 /// A request header as text, or `None` when absent or not UTF-8.
 ///
 /// The SDK's `get_http_request_header` unwraps the UTF-8 conversion, so a
