@@ -151,7 +151,6 @@ impl RootContext for Root {
             method: String::new(),
             jsonrpc: false,
             target: None,
-            waiting_for_body: false,
             scanner: None,
             scanned: 0,
             body_facts: None,
@@ -169,10 +168,9 @@ struct Request {
     /// A POST whose body may be JSON-RPC (its errors are JSON-RPC errors).
     jsonrpc: bool,
     target: Option<Target>,
-    /// A cost rule needs the JSON-RPC method / tool: decide in the body.
-    waiting_for_body: bool,
-    /// Reads the body as Envoy buffers it, chunk by chunk (never the whole
-    /// buffer again), up to `max_body_bytes`.
+    /// Set while a cost rule needs the JSON-RPC method / tool and the
+    /// request waits for its body: reads it as Envoy buffers it, chunk by
+    /// chunk (never the whole buffer again), up to `max_body_bytes`.
     scanner: Option<Scanner>,
     /// Bytes of the buffered body fed to the scanner so far.
     scanned: usize,
@@ -199,16 +197,20 @@ impl Context for Request {
             match rls::decode_response(&body) {
                 Ok(r) if r.overall == rls::Code::OverLimit => Ok((false, r.quota())),
                 Ok(r) if r.overall == rls::Code::Ok => Ok((true, r.quota())),
-                _ => Err("bad_response"),
+                _ => Err(ServiceError {
+                    reason: "bad_response",
+                    grpc: None,
+                }),
             }
         } else {
-            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED (4),
-            // once the stream is up as UNAVAILABLE (14, from the 504 of its
-            // own timeout), and once the service sent its response headers
-            // and stalled as INTERNAL (13; measured in Envoy 1.40). The clock the host gives us is coarse (timeouts
-            // measured 12-24 ms for a 20 ms deadline) while a refused or reset
+            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED
+            // (4), once the stream is up as UNAVAILABLE (14, from the 504 of
+            // its own timeout), and once the service sent its response
+            // headers and stalled as INTERNAL (13; measured in Envoy 1.40).
+            // The clock the host gives us is coarse (timeouts measured
+            // 12-24 ms for a 20 ms deadline) while a refused or reset
             // connection fails within a millisecond or two, so an UNAVAILABLE
-            // after half the deadline counts as a timeout. This only picks the
+            // or INTERNAL after half the deadline counts as a timeout. This only picks the
             // `reason` label; the failure mode applies either way. (The SDK's
             // get_grpc_status would tell, but panics on a non-UTF-8 message.)
             let timeout_ns = self
@@ -224,14 +226,10 @@ impl Context for Request {
                 14 => "unavailable",
                 _ => "error",
             };
-            mesh_host::log(
-                LogLevel::Warn,
-                &format!(
-                    "rate-limit service call failed: grpc status {status_code} after {} ms",
-                    elapsed / 1_000_000
-                ),
-            );
-            Err(reason)
+            Err(ServiceError {
+                reason,
+                grpc: Some((status_code, elapsed / 1_000_000)),
+            })
         };
         let action = self.global_answer(&policy, answer);
         if action == Action::Continue {
@@ -345,7 +343,13 @@ impl Request {
                 Action::Pause
             }
             // Unknown cluster, no healthy host: failure_mode.
-            Err(_) => self.global_answer(&target.policy, Err("unavailable")),
+            Err(_) => self.global_answer(
+                &target.policy,
+                Err(ServiceError {
+                    reason: "unavailable",
+                    grpc: None,
+                }),
+            ),
         }
     }
 
@@ -353,7 +357,7 @@ impl Request {
     fn global_answer(
         &mut self,
         policy: &str,
-        answer: Result<(bool, Option<Quota>), &'static str>,
+        answer: Result<(bool, Option<Quota>), ServiceError>,
     ) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
@@ -362,18 +366,21 @@ impl Request {
             .as_ref()
             .and_then(|g| g.failure_mode)
             .unwrap_or(config.failure_mode);
-        let (allowed, quota) = match answer {
-            Ok((allowed, quota)) => (Some(allowed), quota),
-            Err(reason) => {
-                shared.counters.service_error(reason);
+        let (allowed, quota) = match &answer {
+            Ok((allowed, quota)) => (Some(*allowed), *quota),
+            Err(e) => {
+                shared.counters.service_error(e.reason);
                 (None, None)
             }
         };
         let decision = decide::decide(config.mode, failure_mode, allowed);
-        if let Err(reason) = answer {
+        if let Err(ServiceError { reason, grpc }) = answer {
+            let detail = grpc.map_or(String::new(), |(status, ms)| {
+                format!(" (grpc status {status} after {ms} ms)")
+            });
             mesh_host::log(
                 LogLevel::Warn,
-                &format!("rate-limit service {reason}: {}", decision.as_str()),
+                &format!("rate-limit service {reason}{detail}: {}", decision.as_str()),
             );
         }
         if decision == Decision::ShadowLimited {
@@ -470,7 +477,6 @@ impl Request {
     /// The body (up to the cap, or up to where the facts settled) is here:
     /// cost it and decide.
     fn decide_with_body(&mut self) -> Action {
-        self.waiting_for_body = false;
         let facts = self.scanner.take().and_then(|s| s.facts());
         self.jsonrpc_id = facts.as_ref().and_then(|f| f.id.clone());
         let cost = self
@@ -480,6 +486,14 @@ impl Request {
         self.body_facts = facts.as_ref().map(|f| (f.method.clone(), f.tool.clone()));
         self.run(cost, facts.as_ref())
     }
+}
+
+/// Why the rate-limit service gave no answer: the `reason` label of
+/// `mcp_ratelimit_service_errors_total`, and the gRPC status and elapsed
+/// milliseconds when the call itself failed (for the warning line).
+struct ServiceError {
+    reason: &'static str,
+    grpc: Option<(u32, u64)>,
 }
 
 /// Body facts, cleaned, in their access-log keys.
@@ -562,7 +576,6 @@ impl HttpContext for Request {
                 }
                 // Proxy-Wasm in Envoy only delivers the body once the headers
                 // went on; the body itself is held until the decision.
-                self.waiting_for_body = true;
                 self.scanner = Some(Scanner::new(Pointers::default()));
                 Action::Continue
             }
@@ -576,7 +589,7 @@ impl HttpContext for Request {
             // before the answer).
             return Action::Pause;
         }
-        if !self.waiting_for_body {
+        if self.scanner.is_none() {
             return Action::Continue;
         }
         if !self.scan_body(body_size) && !end_of_stream {
@@ -590,7 +603,7 @@ impl HttpContext for Request {
         if self.pending_global.is_some() {
             return Action::Pause;
         }
-        if !self.waiting_for_body {
+        if self.scanner.is_none() {
             return Action::Continue;
         }
         self.decide_with_body()
