@@ -23,10 +23,10 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from configs import MCP_RESPONSE, Setup, bootstrap, native_api_key_auth, native_local_ratelimit, plugin_configs
+from configs import MCP_RESPONSE, Setup, bootstrap, plugin_configs, throughput_setups
 from harness.envoy import REPO, hcm
 from harness.process import ChildProcess
 from harness.envoy import wait_until_ready
@@ -58,16 +58,18 @@ class Count:
 
 
 def setups() -> list[Setup]:
-    unlimited = native_local_ratelimit(4_000_000_000, 4_000_000_000, "1s")
+    """The throughput section's configurations (one definition of each),
+    plus the no-op floor and a bisection of debate-access-log."""
+    base = {s.name: s for s in throughput_setups()}
+    named = lambda name, what=None: replace(base[name], what=what or base[name].what)  # noqa: E731
     return [
-        Setup("bare", what="router only: the floor"),
+        named("bare"),
         Setup("no-op Rust filter", ("noop",), what="a Proxy-Wasm filter that only returns Continue"),
-        Setup("api-key-auth", ("api-key-auth",), what="valid API key"),
-        Setup("org-rate-limit", ("org-rate-limit",), what="limit far above the load"),
-        Setup("debate-access-log", ("debate-access-log",), access_log="ours", what="with the shipped access log"),
-        Setup("token-usage-metrics", ("token-usage-metrics",), what="an MCP request: not an LLM call"),
-        Setup("full chain", ("api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"),
-              access_log="ours", what="the four modules + the access log"),
+        named("api-key-auth", "valid API key"),
+        named("org-rate-limit"),
+        named("debate-access-log"),
+        named("token-usage-metrics", "an MCP request: not an LLM call"),
+        named("full chain"),
         # Bisection of debate-access-log: the filter without the filter-state
         # fields in the log line, and those fields (and the CEL sampling
         # filter) without the filter.
@@ -75,9 +77,9 @@ def setups() -> list[Setup]:
               what="the filter + the access log without its filter-state fields"),
         Setup("shipped log, no filter", access_log="ours",
               what="the shipped access log (filter-state fields, CEL filter), no filter filling it"),
-        Setup("native api_key_auth", native=(native_api_key_auth(1),), what="Envoy's own"),
-        Setup("native local_ratelimit", native=(unlimited,), what="Envoy's own"),
-        Setup("native access log", access_log="native", what="Envoy's file access log, json_format"),
+        named("native api_key_auth"),
+        named("native local_ratelimit"),
+        named("native access log"),
     ]
 
 
