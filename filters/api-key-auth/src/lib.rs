@@ -7,7 +7,8 @@
 //! credential in headers and query), `keystore` (SHA-256 key index),
 //! `jwt` (token verification), `routes` (skip paths, route rules),
 //! `outcome` (reasons, statuses, messages), `policy` (the decision).
-//! The proxy-wasm glue in `filter` only exists in the wasm build.
+//! `stage` runs them per request, host-free; the standalone module in `filter`
+//! (wasm build, feature `module`) is `mesh_host::glue` around that stage.
 
 pub mod config;
 pub mod credential;
@@ -18,8 +19,9 @@ pub mod outcome;
 pub mod policy;
 pub mod routes;
 pub mod rsa_pkcs1;
+pub mod stage;
 pub mod timestamp;
 pub mod token_cache;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod filter;

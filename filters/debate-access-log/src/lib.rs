@@ -9,16 +9,18 @@
 //!
 //! `config`, `path_pattern`, `trace_context`, `sampling`, `record`,
 //! `response_watch` and `stats` are
-//! host-free and tested natively; the proxy-wasm glue in `filter` only exists
-//! in the wasm build.
+//! host-free and tested natively; `stage` runs them per request, host-free
+//! too; the standalone module in `filter` (wasm build, feature `module`) is
+//! `mesh_host::glue` around that stage.
 
 pub mod config;
 pub mod path_pattern;
 pub mod record;
 pub mod response_watch;
 pub mod sampling;
+pub mod stage;
 pub mod stats;
 pub mod trace_context;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod filter;

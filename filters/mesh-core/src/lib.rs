@@ -5,6 +5,7 @@
 //! call into this crate (and their own decision modules) for every decision.
 
 pub mod body_prefix;
+pub mod chain;
 pub mod config_error;
 pub mod error_body;
 pub mod identity;
@@ -13,6 +14,8 @@ pub mod jsonrpc_scan;
 pub mod llm_usage;
 pub mod log_value;
 pub mod metrics;
+pub mod mock_host;
 pub mod ratelimit_headers;
 pub mod sse;
+pub mod stage;
 pub mod token_bucket;

@@ -102,6 +102,16 @@ impl CardinalityCap {
     }
 }
 
+/// The name of this filter instance: Envoy's Wasm `config.name`, which Istio
+/// sets to `<namespace>.<WasmPlugin name>`. Used as the `plugin` label so two
+/// instances of one filter in one proxy count apart.
+pub fn plugin_name(host: &dyn crate::stage::Host) -> String {
+    host.property(&["plugin_name"])
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@
 //! `config`, `client` (who an anonymous request comes from), `rules` (which bucket, which limit, what cost), `store` (the
 //! compare-and-swap charge against shared data, behind a trait), `decide`
 //! (decision, 429 answer, headers), `global` (rate-limit service descriptors)
-//! and `rls` (its protobuf messages) are host-free and tested natively; the
-//! proxy-wasm glue in `filter` only exists in the wasm build.
+//! and `rls` (its protobuf messages) are host-free and tested natively;
+//! `stage` (the request flow) is host-free too and driven by native tests;
+//! the standalone module in `filter` (wasm build, feature `module`) is
+//! `mesh_host::glue` around that stage.
 
 pub mod client;
 pub mod config;
@@ -13,7 +15,8 @@ pub mod decide;
 pub mod global;
 pub mod rls;
 pub mod rules;
+pub mod stage;
 pub mod store;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod filter;

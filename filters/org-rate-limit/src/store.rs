@@ -27,24 +27,7 @@ const LOCK_STALE_NS: u64 = 1_000_000_000;
 /// Rounds spent waiting for another worker's creation before giving up.
 const LOCK_SPINS: u32 = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetError {
-    CasMismatch,
-    Other,
-}
-
-/// Shared data could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadError;
-
-/// The two proxy-wasm shared-data calls.
-pub trait SharedStore {
-    /// Value and cas of `key`; `Ok(None)` when missing.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, ReadError>;
-    /// Writes `value` if `cas` still matches (`cas == 0`, or a missing key:
-    /// unconditionally).
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
-}
+pub use mesh_core::stage::{ReadError, SetError, SharedStore};
 
 /// Why a charge could not be decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

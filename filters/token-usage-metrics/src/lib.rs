@@ -5,12 +5,14 @@
 //! which provider), `request_model` (the `model` of a streamed request body),
 //! `report` (metric names and filter state of a finished call), and, in
 //! mesh-core, `sse` (the framer) and `llm_usage` (the providers' formats).
-//! The proxy-wasm glue in `filter` only exists in the wasm build.
+//! `stage` runs them per request, host-free; the standalone module in `filter`
+//! (wasm build, feature `module`) is `mesh_host::glue` around that stage.
 
 pub mod config;
 pub mod report;
 pub mod request_model;
 pub mod route;
+pub mod stage;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod filter;

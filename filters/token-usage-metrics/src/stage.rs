@@ -1,0 +1,275 @@
+//! The token-usage-metrics stage: recognize LLM calls, watch their bodies go
+//! by, count.
+//!
+//! Bodies are never held: chunks go on to the client as they arrive; the
+//! stage only reads them into the bounded readers of mesh-core. A call is
+//! reported once, at the end of the response (metrics and filter state for
+//! the access log), or in the log phase when the stream was cut.
+
+use crate::config::Config;
+use crate::report::{self, Call, Labels, Update};
+use crate::request_model::ModelScanner;
+use crate::route;
+use mesh_core::config_error::{self, ConfigError};
+use mesh_core::llm_usage::{Api, Outcome, ReadLimits, UsageReader};
+use mesh_core::stage::{
+    header_text, Chunk, Exchange, Flow, Host, MetricId, MetricKind, Stage, Step,
+};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The pluginConfig of a standalone token-usage-metrics module.
+pub fn build(config: &[u8], host: &dyn Host) -> Result<Vec<Rc<dyn Stage>>, ConfigError> {
+    let config = config_error::load::<Config>(config)?;
+    Ok(vec![Rc::new(compile(config, host))])
+}
+
+pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
+    // Istio puts the workload's name in the node metadata.
+    let service = config.service.clone().unwrap_or_else(|| {
+        host.property(&["node", "metadata", "WORKLOAD_NAME"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    });
+    let metrics = Metrics {
+        labels: Labels::new(
+            &mesh_core::metrics::sanitize_label_value(&service),
+            config.max_orgs,
+            config.max_models,
+        ),
+        ids: HashMap::new(),
+    };
+    UsageStage(Rc::new(Shared {
+        config,
+        metrics: RefCell::new(metrics),
+    }))
+}
+
+/// Label caps and metric ids of this VM (one per Envoy worker), shared by
+/// its requests.
+struct Metrics {
+    labels: Labels,
+    ids: HashMap<String, MetricId>,
+}
+
+impl Metrics {
+    fn apply(&mut self, host: &dyn Host, updates: Vec<Update>) {
+        for update in updates {
+            let (name, kind, n) = match update {
+                Update::Counter(name, n) => (name, MetricKind::Counter, n),
+                Update::Histogram(name, v) => (name, MetricKind::Histogram, v),
+            };
+            let id = *self
+                .ids
+                .entry(name)
+                .or_insert_with_key(|name| host.define_metric(kind, name));
+            match kind {
+                MetricKind::Counter => host.add_metric(id, n),
+                MetricKind::Histogram => host.record_metric(id, n),
+            }
+        }
+    }
+}
+
+struct Shared {
+    config: Config,
+    metrics: RefCell<Metrics>,
+}
+
+pub struct UsageStage(Rc<Shared>);
+
+impl Stage for UsageStage {
+    fn start(&self) -> Box<dyn Flow> {
+        Box::new(UsageFlow {
+            shared: Rc::clone(&self.0),
+            call: None,
+        })
+    }
+}
+
+struct UsageFlow {
+    shared: Rc<Shared>,
+    /// `None` for everything that is not an LLM call.
+    call: Option<LlmCall>,
+}
+
+struct LlmCall {
+    api: Api,
+    provider: String,
+    org: Option<String>,
+    path_model: Option<String>,
+    /// Scans the request body for `model` while the budget lasts.
+    scanner: Option<ModelScanner>,
+    request_budget: usize,
+    status: u32,
+    reader: Option<UsageReader>,
+    reported: bool,
+}
+
+impl UsageFlow {
+    /// Records the finished call once: metrics, then filter state.
+    fn report(&mut self, host: &mut dyn Host, complete: bool) {
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        if call.reported {
+            return;
+        }
+        call.reported = true;
+        let status = call.status;
+        let outcome = match call.reader.as_mut() {
+            Some(reader) => reader.finish(status, complete),
+            // No response headers: upstream reset or connect failure.
+            None => Outcome::Error,
+        };
+        let state = call.reader.as_ref().map(UsageReader::state);
+        let request_model = call
+            .path_model
+            .as_deref()
+            .or_else(|| call.scanner.as_ref().and_then(ModelScanner::model));
+        let facts = Call {
+            org: call.org.as_deref(),
+            provider: &call.provider,
+            request_model,
+            response_model: state.and_then(|s| s.response_model()),
+            usage: state.and_then(|s| s.usage()),
+            outcome: Some(outcome),
+            skipped_events: call.reader.as_ref().map_or(0, UsageReader::skipped_events),
+            status,
+        };
+        if let Ok(mut metrics) = self.shared.metrics.try_borrow_mut() {
+            let updates = metrics.labels.updates(&facts);
+            metrics.apply(host, updates);
+        }
+        for (key, value) in report::filter_state(&facts) {
+            host.set_state(key, &value);
+        }
+    }
+}
+
+impl Flow for UsageFlow {
+    fn on_request_headers(&mut self, _x: &mut Exchange, host: &mut dyn Host, end: bool) -> Step {
+        let config = &self.shared.config;
+        let Some(path) = header_text(host, ":path") else {
+            return Step::Continue;
+        };
+        let Some(matched) = route::match_path(config, path) else {
+            return Step::Continue;
+        };
+        // Generations are POSTs; `GET /v1/chat/completions` lists stored ones.
+        if header_text(host, ":method") != Some("POST") {
+            return Step::Continue;
+        }
+        let provider = route::provider(config, &matched, header_text(host, ":authority"));
+        let org = header_text(host, &config.org_header).map(str::to_string);
+        if config.force_identity_encoding {
+            // Compressed responses cannot be read; providers honour identity.
+            host.set_request_header("accept-encoding", Some("identity"));
+        }
+        let scan = matched.path_model.is_none() && !end && config.max_request_body_bytes > 0;
+        self.call = Some(LlmCall {
+            api: matched.api,
+            provider,
+            org,
+            path_model: matched.path_model,
+            scanner: scan.then(ModelScanner::new),
+            request_budget: config.max_request_body_bytes,
+            status: 0,
+            reader: None,
+            reported: false,
+        });
+        Step::Continue
+    }
+
+    fn request_body_room(&self) -> usize {
+        match &self.call {
+            Some(LlmCall {
+                scanner: Some(scanner),
+                request_budget,
+                ..
+            }) if !scanner.done() => *request_budget,
+            _ => 0,
+        }
+    }
+
+    fn on_request_body(
+        &mut self,
+        _x: &mut Exchange,
+        _host: &mut dyn Host,
+        chunk: Chunk<'_>,
+    ) -> Step {
+        if let Some(call) = self.call.as_mut() {
+            if let Some(scanner) = call.scanner.as_mut() {
+                if !chunk.data.is_empty() {
+                    call.request_budget = call.request_budget.saturating_sub(chunk.data.len());
+                    scanner.push(chunk.data);
+                }
+            }
+        }
+        Step::Continue
+    }
+
+    fn on_response_headers(&mut self, _x: &mut Exchange, host: &mut dyn Host, end: bool) {
+        if self.call.is_none() {
+            return;
+        }
+        let text = |host: &mut dyn Host, name: &str| {
+            host.response_header(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        };
+        let status = text(host, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = text(host, "content-type");
+        let content_encoding = text(host, "content-encoding");
+        let limits = ReadLimits {
+            max_json_bytes: self.shared.config.max_response_body_bytes,
+            max_event_bytes: self.shared.config.max_sse_event_bytes,
+        };
+        if let Some(call) = self.call.as_mut() {
+            call.status = status;
+            call.reader = Some(UsageReader::new(
+                call.api,
+                content_type.as_deref(),
+                content_encoding.as_deref(),
+                limits,
+            ));
+        }
+        if end {
+            self.report(host, true);
+        }
+    }
+
+    fn response_body_room(&self, len: usize) -> usize {
+        self.call
+            .as_ref()
+            .and_then(|c| c.reader.as_ref())
+            .map_or(0, |reader| reader.wanted(len))
+    }
+
+    fn on_response_body(&mut self, _x: &mut Exchange, host: &mut dyn Host, chunk: Chunk<'_>) {
+        let wanted = self.response_body_room(chunk.len);
+        let Some(reader) = self.call.as_mut().and_then(|c| c.reader.as_mut()) else {
+            return;
+        };
+        if wanted > 0 {
+            reader.push(chunk.data);
+        } else {
+            reader.skip(chunk.len);
+        }
+        if chunk.end {
+            self.report(host, true);
+        }
+    }
+
+    fn on_response_trailers(&mut self, _x: &mut Exchange, host: &mut dyn Host) {
+        self.report(host, true);
+    }
+
+    fn on_log(&mut self, _x: &mut Exchange, host: &mut dyn Host) {
+        // Still open here: the stream was cut (reset, timeout, client gone).
+        self.report(host, false);
+    }
+}
