@@ -14,7 +14,9 @@ ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 PYTEST_WORKERS ?= 2
 
-WASM_FILES := $(foreach f,$(FILTERS),$(DIST)/$(f).wasm)
+# The composed module: every filter as a stage of one HTTP context.
+COMPOSED := mcp-mesh
+WASM_FILES := $(foreach f,$(FILTERS) $(COMPOSED),$(DIST)/$(f).wasm)
 RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
@@ -47,14 +49,17 @@ tools: wasm-target venv
 
 ## Build ---------------------------------------------------------------------
 
-# All four filters into dist/<filter>.wasm (the folder Envoy, the tests, the
-# benchmarks and the OCI images read).
+# The four filters and the composed module into dist/<name>.wasm (the folder
+# Envoy, the tests, the benchmarks and the OCI images read). mcp-mesh builds
+# on its own: it links the filter crates without their entry points, and
+# cargo would unify that feature with the standalone builds.
 build: $(WASM_FILES)
 
 $(WASM_FILES) &: .tools/wasm-target.stamp $(RUST_SOURCES)
 	$(CARGO) build --release --locked --target $(WASM_TARGET) $(foreach f,$(FILTERS),-p $(f))
+	$(CARGO) build --release --locked --target $(WASM_TARGET) -p $(COMPOSED)
 	@mkdir -p $(DIST)
-	@for f in $(FILTERS); do cp target/$(WASM_TARGET)/release/$$(echo $$f | tr - _).wasm $(DIST)/$$f.wasm; done
+	@for f in $(FILTERS) $(COMPOSED); do cp target/$(WASM_TARGET)/release/$$(echo $$f | tr - _).wasm $(DIST)/$$f.wasm; done
 	@ls -l $(DIST)/*.wasm
 
 ## Tests ---------------------------------------------------------------------

@@ -54,6 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds the whole run may take (default 870, less the build under `make bench`, so that "
                         "`make bench` stays under 15 minutes); "
                         "the memory run, last, gets what is left")
+    p.add_argument("--only", help="comma-separated configuration names (instructions and throughput sections)")
     p.add_argument("--out", type=Path, help="where to write the results (default bench/RESULTS.md)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs, access logs)")
     args = p.parse_args(argv)
@@ -75,6 +76,7 @@ def options(args: argparse.Namespace) -> Options:
     o.memory_requests = args.memory_requests or o.memory_requests
     o.memory_orgs = args.memory_orgs or o.memory_orgs
     o.budget_s = args.budget or o.budget_s
+    o.only = tuple(n.strip() for n in args.only.split(",")) if args.only else ()
     # Under `make bench` the budget covers the build that came first.
     if os.environ.get("BENCH_STARTED") and not args.budget:
         o.budget_s -= max(0.0, time.time() - float(os.environ["BENCH_STARTED"]))

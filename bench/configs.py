@@ -222,6 +222,9 @@ class Setup:
     access_log: str | None = None
     native: tuple[dict, ...] = ()
     what: str = ""
+    # "standalone": each filter its own module; "composed": the filters as
+    # stages of dist/mcp-mesh.wasm.
+    layout: str = "standalone"
 
 
 def throughput_setups() -> list[Setup]:
@@ -234,7 +237,9 @@ def throughput_setups() -> list[Setup]:
               what="our filter + Envoy's file access log with the full json_format"),
         Setup("token-usage-metrics", ("token-usage-metrics",), what="our filter alone"),
         Setup("full chain", tuple(FILTERS), access_log="ours",
-              what="local/envoy.yaml as shipped: the four filters + the access log"),
+              what="the four standalone modules + the access log"),
+        Setup("composed chain", tuple(FILTERS), access_log="ours", layout="composed",
+              what="mcp-mesh.wasm with the four stages + the access log"),
         Setup("native api_key_auth", native=(native_api_key_auth(1),),
               what="envoy.filters.http.api_key_auth, same header, same key count"),
         Setup("native local_ratelimit", native=(unlimited,),
@@ -278,6 +283,7 @@ def bootstrap(
         filters=list(setup.filters),
         configs={name: all_configs[name] for name in setup.filters},
         mutate=mutate,
+        layout=setup.layout,
     )
 
 

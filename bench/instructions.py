@@ -70,6 +70,7 @@ def setups() -> list[Setup]:
         named("debate-access-log"),
         named("token-usage-metrics", "an MCP request: not an LLM call"),
         named("full chain"),
+        named("composed chain"),
         # Bisection of debate-access-log: the filter without the filter-state
         # fields in the log line, and those fields (and the CEL sampling
         # filter) without the filter.
@@ -106,7 +107,7 @@ def _with_noop(b: dict) -> None:
 def _bootstrap(setup: Setup, workdir: Path, upstream_port: int) -> dict:
     if setup.filters == ("noop",):
         # Borrow api-key-auth's slot and replace it.
-        real = Setup(setup.name, ("api-key-auth",), setup.access_log, setup.native, setup.what)
+        real = replace(setup, filters=("api-key-auth",))
         b = bootstrap(real, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
                       plugin_configs())
         _with_noop(b)
@@ -189,7 +190,9 @@ def run(session, log) -> list[Count]:
                        session.upstream_port, log)
 
     chosen = setups()
-    if session.options.quick:
-        chosen = [s for s in chosen if s.name in ("bare", "no-op Rust filter", "full chain")]
+    if session.options.only:
+        chosen = [s for s in chosen if s.name in session.options.only]
+    elif session.options.quick:
+        chosen = [s for s in chosen if s.name in ("bare", "no-op Rust filter", "full chain", "composed chain")]
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(one, chosen))

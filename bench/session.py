@@ -32,6 +32,8 @@ class Options:
     budget_s: float = 870.0
     # --quick: fewer configurations where a section is slow by nature.
     quick: bool = False
+    # --only: just these configurations (instructions, throughput).
+    only: tuple[str, ...] = ()
 
 
 @dataclass

@@ -92,6 +92,8 @@ def run(session: Session, log) -> list[Cell]:
     cells: list[Cell] = []
     for workers in opts.workers:
         for setup in throughput_setups():
+            if opts.only and setup.name not in opts.only:
+                continue
             envoy = session.start(setup, workers)
             log(f"  started {setup.name} ({workers} worker{'s' * (workers > 1)}) on :{envoy.port}")
             for request in REQUESTS_BY_SETUP.get(setup.name, ("mcp",)):

@@ -125,6 +125,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
+    # Ctrl-C and SIGTERM stop the demo whatever this process inherited: a
+    # shell starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     RUN.mkdir(exist_ok=True)
     for port in (LISTENER, ADMIN, MCP_PORT, LLM_PORT):
         if port_busy(port):
@@ -142,7 +147,6 @@ def main() -> None:
         procs.append(envoy)
         wait_for(LISTENER, envoy, "envoy")
         print_guide()
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p.args[1] if len(p.args) > 1 else p.args[0] for p in procs if p.poll() is not None]

@@ -16,7 +16,25 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Upstream  # noqa: E402
-from harness.envoy import start_envoy  # noqa: E402
+from harness.envoy import COMPOSED, LAYOUTS, start_envoy  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "standalone_only(reason): the test is about separate filter modules; "
+        "it runs in the standalone layout only",
+    )
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request):
+    """Every test that starts Envoy runs twice: with each filter its own
+    module, and with the filters as stages of dist/mcp-mesh.wasm."""
+    marker = request.node.get_closest_marker("standalone_only")
+    if request.param == COMPOSED and marker is not None:
+        pytest.skip(marker.args[0] if marker.args else "standalone layout only")
+    return request.param
 
 
 @pytest.fixture
@@ -34,8 +52,9 @@ def llm_upstream():
 
 
 @pytest.fixture
-def envoy_factory(tmp_path, upstream, llm_upstream):
-    """Starts Envoys from local/envoy.yaml; all are stopped after the test.
+def envoy_factory(tmp_path, upstream, llm_upstream, layout):
+    """Starts Envoys from local/envoy.yaml, in the test's layout; all are
+    stopped after the test.
 
     Keyword arguments go to harness.envoy.start_envoy (filters, configs,
     concurrency, mutate, upstreams). Each call gets its own subfolder.
@@ -46,6 +65,7 @@ def envoy_factory(tmp_path, upstream, llm_upstream):
         upstreams = {"mcp_debate": upstream.port, "llm_provider": llm_upstream.port}
         upstreams.update(kwargs.pop("upstreams", {}))
         workdir = tmp_path / f"envoy{len(started)}"
+        kwargs.setdefault("layout", layout)
         envoy = start_envoy(workdir, upstreams=upstreams, **kwargs)
         started.append(envoy)
         return envoy

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from harness.envoy import expect_start_failure
+from harness.envoy import COMPOSED, config_field, expect_start_failure, section
 
 IDENTITY_HEADERS = ["x-mcp-org-id", "x-mcp-key-id", "x-mcp-plan", "x-mcp-role", "x-mcp-user-id"]
 SPOOFED = [(h, "spoofed") for h in IDENTITY_HEADERS] + [("x-mcp-org-id", "evil-corp")]
@@ -430,7 +430,7 @@ def test_counters_by_decision_and_reason(auth_envoy):
     assert len(e.samples("mcp_auth_requests_total")) == 20
 
 
-def test_counters_are_per_filter_instance(envoy_factory):
+def test_counters_are_per_filter_instance(envoy_factory, layout):
     """Two api-key-auth instances in one Envoy (an internal one that skips
     everything after the edge one) count under their own `plugin` label."""
     import copy
@@ -442,16 +442,20 @@ def test_counters_are_per_filter_instance(envoy_factory):
         second = copy.deepcopy(chain[0])
         cfg = second["typed_config"]["config"]
         cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = "api-key-auth-internal"
-        cfg["configuration"]["value"] = json.dumps(config(skip_paths=[{"prefix": "/"}]))
+        internal = config(skip_paths=[{"prefix": "/"}])
+        if e_layout == COMPOSED:
+            internal = {section("api-key-auth"): internal}
+        cfg["configuration"]["value"] = json.dumps(internal)
         chain.insert(1, second)
 
+    e_layout = layout
     e = envoy_factory(filters=["api-key-auth"], configs={"api-key-auth": config()}, mutate=add_second_instance)
     for _ in range(2):
         assert e.request("GET", "/mcp", {"x-api-key": ACME_NEW}).status == 200
     assert e.request("GET", "/mcp").status == 401
     m = lambda **labels: e.metric("mcp_auth_requests_total", **labels)  # noqa: E731
-    assert m(plugin="api-key-auth", decision="allowed") == 2
-    assert m(plugin="api-key-auth", decision="denied") == 1
+    assert m(plugin=e.plugin("api-key-auth"), decision="allowed") == 2
+    assert m(plugin=e.plugin("api-key-auth"), decision="denied") == 1
     assert m(plugin="api-key-auth-internal", decision="skipped") == 2
     assert m(plugin="api-key-auth-internal", decision="allowed") == 0
     assert m(decision="allowed") == 2, "the instances do not share counters"
@@ -502,13 +506,15 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=[m.split(":")[0] for _, m in BAD_CONFIGS])
-def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, overrides, message):
+def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, layout, overrides, message):
     failure = expect_start_failure(
         tmp_path,
         upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
         filters=["api-key-auth"],
         configs={"api-key-auth": {**config(), **overrides}},
+        layout=layout,
     )
+    message = config_field(layout, "api-key-auth", message)
     assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-3000:]
 
 

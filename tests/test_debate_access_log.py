@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import Reply
-from harness.envoy import expect_start_failure, hcm
+from harness.envoy import config_field, expect_start_failure, hcm
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -383,13 +383,15 @@ def test_streamed_sse_response_logs_once_at_the_end(envoy_factory, upstream):
     ({"sampling": {"success_rate": 2}}, "sampling.success_rate: must be between 0 and 1"),
     ({"sampling": {"success_rate": 0.1}}, "sampling.salt: required when success_rate is between 0 and 1"),
 ])
-def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, config, message):
+def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, layout, config, message):
     failure = expect_start_failure(
         tmp_path,
         upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
         filters=["debate-access-log"],
         configs={"debate-access-log": config},
+        layout=layout,
     )
+    message = config_field(layout, "debate-access-log", message)
     assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-2000:]
 
 

@@ -2,17 +2,26 @@
 traffic flows through the whole chain, and a bad pluginConfig for any filter
 makes Envoy refuse to start with a message naming the field."""
 
+import json
+
 import pytest
 
 from harness import FILTERS
-from harness.envoy import DIST, expect_start_failure
+from harness.envoy import COMPOSED, COMPOSED_MODULE, DIST, config_field, expect_start_failure, plugin_config, section
 
 
 def test_all_four_filters_load_and_traffic_flows(envoy_factory, upstream):
     envoy = envoy_factory()
     dump = envoy.admin("/config_dump")
-    for name in FILTERS:
-        assert str(DIST / f"{name}.wasm") in dump, name
+    if envoy.layout == COMPOSED:
+        # One module, one section per filter.
+        assert str(DIST / f"{COMPOSED_MODULE}.wasm") in dump
+        assert all(str(DIST / f"{name}.wasm") not in dump for name in FILTERS)
+        bootstrap = json.loads(dump)["configs"][0]["bootstrap"]
+        assert list(plugin_config(bootstrap, COMPOSED_MODULE)) == [section(n) for n in FILTERS]
+    else:
+        for name in FILTERS:
+            assert str(DIST / f"{name}.wasm") in dump, name
     r = envoy.request("GET", "/health")
     assert r.status == 200, r.body
     assert upstream.last().path == "/health"
@@ -28,15 +37,16 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", FILTERS)
-def test_bad_plugin_config_refuses_start_naming_the_field(tmp_path, upstream, llm_upstream, name):
+def test_bad_plugin_config_refuses_start_naming_the_field(tmp_path, upstream, llm_upstream, layout, name):
     config, message = BAD_CONFIGS[name]
     failure = expect_start_failure(
         tmp_path,
         upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
         configs={name: config},
+        layout=layout,
     )
     assert failure.exit_code != 0
-    assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-3000:]
+    assert f"invalid pluginConfig: {config_field(layout, name, message)}" in failure.log, failure.log[-3000:]
 
 
 # Every header any of our filters reads, with a value no filter may choke on.

@@ -156,11 +156,12 @@ def test_the_mesh_drops_underscore_headers_like_the_local_bootstrap():
     ("org-rate-limit", {"plan_header": "x-tier"}, "plan_header"),
     ("token-usage-metrics", {"org_header": "x-tenant"}, "org_header"),
 ])
-def test_identity_header_names_outside_the_contract_are_refused(tmp_path, upstream, llm_upstream,
+def test_identity_header_names_outside_the_contract_are_refused(tmp_path, upstream, llm_upstream, layout,
                                                                 filter_name, config, field):
-    from harness.envoy import expect_start_failure
+    from harness.envoy import config_field, expect_start_failure
     failure = expect_start_failure(tmp_path, upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
-                                   filters=[filter_name], configs={filter_name: config})
+                                   filters=[filter_name], configs={filter_name: config}, layout=layout)
+    field = config_field(layout, filter_name, field)
     assert (f"invalid pluginConfig: {field}: must be one of the identity headers api-key-auth strips and sets"
             in failure.log), failure.log[-2000:]
 

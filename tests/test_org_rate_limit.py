@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from harness.envoy import expect_start_failure
+from harness.envoy import config_field, expect_start_failure
 
 HOUR_ONE = {"requests_per_hour": 1}
 
@@ -310,13 +310,15 @@ def test_hostile_headers_and_bodies_never_break_the_filter(envoy_factory, upstre
     ({"plans": {"free": {"requests_per_second": -1}}}, "plans.free.requests_per_second: invalid value"),
     ({"organizations": {"acme": {"plan": "platinum"}}}, "organizations.acme.plan: unknown plan `platinum`"),
 ])
-def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, config, message):
+def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, layout, config, message):
     failure = expect_start_failure(
         tmp_path,
         upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
         filters=["org-rate-limit"],
         configs={"org-rate-limit": config},
+        layout=layout,
     )
+    message = config_field(layout, "org-rate-limit", message)
     assert f"invalid pluginConfig: {message}" in failure.log, failure.log[-2000:]
 
 

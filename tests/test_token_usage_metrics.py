@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO, Reply
-from harness.envoy import expect_start_failure
+from harness.envoy import config_field, expect_start_failure
 
 sys.path.insert(0, str(REPO / "local" / "demo"))
 import fake_llm  # noqa: E402
@@ -437,11 +437,13 @@ def test_routes_config_counts_an_internal_service_with_openai_style_usage(envoy_
     assert tokens(envoy, gen_ai_token_type="cached_input", **labels) == 1024
 
 
-def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream):
+def test_bad_config_is_refused_naming_the_field(tmp_path, upstream, llm_upstream, layout):
     failure = expect_start_failure(
         tmp_path, upstreams={"mcp_debate": upstream.port, "llm_provider": llm_upstream.port},
-        filters=FILTERS, configs={"token-usage-metrics": {"routes": [{"path_prefix": "/x", "api": "cohere"}]}})
-    assert "invalid pluginConfig: routes[0].api: unknown variant `cohere`" in failure.log
+        filters=FILTERS, configs={"token-usage-metrics": {"routes": [{"path_prefix": "/x", "api": "cohere"}]}},
+        layout=layout)
+    field = config_field(layout, "token-usage-metrics", "routes[0].api")
+    assert f"invalid pluginConfig: {field}: unknown variant `cohere`" in failure.log
 
 
 # ---- the official SDKs, through Envoy, read the same stream ------------------------------

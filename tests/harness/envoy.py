@@ -34,6 +34,60 @@ TEMPLATE = REPO / "local" / "envoy.yaml"
 FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
+# Layouts: each filter its own module, or the filters as stages of the
+# composed module (dist/mcp-mesh.wasm), one pluginConfig section each.
+STANDALONE, COMPOSED = "standalone", "composed"
+LAYOUTS = [STANDALONE, COMPOSED]
+COMPOSED_MODULE = "mcp-mesh"
+DEFAULT_LAYOUT = os.environ.get("MESH_LAYOUT", STANDALONE)
+
+
+def section(name: str) -> str:
+    """A filter's section in the composed module's pluginConfig."""
+    return name.replace("-", "_")
+
+
+def config_field(layout: str, name: str, field: str) -> str:
+    """How a pluginConfig error names `field` of filter `name` in `layout`."""
+    if layout != COMPOSED:
+        return field
+    return section(name) if field == "<root>" else f"{section(name)}.{field}"
+
+
+def compose(chain: list[dict]) -> list[dict]:
+    """Folds each run of our filters (in chain order, no filter twice) into
+    one mcp-mesh filter whose pluginConfig has their configs as sections."""
+    out: list[dict] = []
+    group: dict | None = None
+    sections: dict[str, str] = {}
+    count = 0
+
+    def close():
+        if group is not None:
+            body = ", ".join(f'"{k}": {v}' for k, v in sections.items())
+            group["typed_config"]["config"]["configuration"]["value"] = "{" + body + "}"
+
+    for f in chain:
+        if f["name"] not in FILTERS:
+            close()
+            group, sections = None, {}
+            out.append(f)
+            continue
+        if group is None or section(f["name"]) in sections:
+            close()
+            count += 1
+            name = COMPOSED_MODULE if count == 1 else f"{COMPOSED_MODULE}-{count}"
+            group, sections = copy.deepcopy(f), {}
+            group["name"] = name
+            cfg = group["typed_config"]["config"]
+            cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = name
+            cfg["vm_config"]["code"]["local"]["filename"] = str(DIST / f"{COMPOSED_MODULE}.wasm")
+            out.append(group)
+        value = f["typed_config"]["config"]["configuration"]["value"]
+        sections[section(f["name"])] = value.strip() or "{}"
+    close()
+    return out
+
 
 class EnvoyFailedToStart(Exception):
     def __init__(self, exit_code: int | None, log: str):
@@ -78,13 +132,15 @@ def build_bootstrap(
     filters: Iterable[str] | None = None,
     configs: Mapping[str, Any] | None = None,
     mutate: Callable[[dict], None] | None = None,
+    layout: str | None = None,
 ) -> dict:
     """local/envoy.yaml, rewritten for one test.
 
     upstreams: cluster name -> port (`mcp_debate`, `llm_provider`, or clusters added by `mutate`).
     filters:   which of our filters run, in chain order (default: all four).
     configs:   filter name -> pluginConfig (a dict is JSON-encoded, a str is used verbatim).
-    mutate:    last-minute edits to the bootstrap dict.
+    mutate:    last-minute edits to the bootstrap dict (after composing).
+    layout:    STANDALONE or COMPOSED (default: $MESH_LAYOUT, else standalone).
     """
     b = copy.deepcopy(load_template())
     b["admin"]["address"]["socket_address"]["port_value"] = 0
@@ -107,6 +163,8 @@ def build_bootstrap(
                 value = configs[f["name"]]
                 cfg["configuration"]["value"] = value if isinstance(value, str) else json.dumps(value)
         chain.append(f)
+    if (layout or DEFAULT_LAYOUT) == COMPOSED:
+        chain = compose(chain)
     manager["http_filters"] = chain
     for cluster, port in upstreams.items():
         _set_cluster_port(b, cluster, port)
@@ -133,14 +191,19 @@ class Response:
 
 
 class Envoy:
-    def __init__(self, proc: ChildProcess, workdir: Path, admin_port: int, port: int):
+    def __init__(self, proc: ChildProcess, workdir: Path, admin_port: int, port: int, layout: str = STANDALONE):
         self.proc = proc
+        self.layout = layout
         self.workdir = workdir
         self.admin_port = admin_port
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.admin_url = f"http://127.0.0.1:{admin_port}"
         self.access_log_path = workdir / "access.log"
+
+    def plugin(self, name: str) -> str:
+        """The Wasm filter instance (the `plugin` label) that runs filter `name`."""
+        return COMPOSED_MODULE if self.layout == COMPOSED else name
 
     # --- traffic -------------------------------------------------------------
 
@@ -248,12 +311,15 @@ def start_envoy(
     log_level: str = "info",
     timeout: float = 30.0,
     name: str = "envoy",
+    layout: str | None = None,
 ) -> Envoy:
     workdir.mkdir(parents=True, exist_ok=True)
-    for f in list(FILTERS if filters is None else filters):
+    layout = layout or DEFAULT_LAYOUT
+    modules = [COMPOSED_MODULE] if layout == COMPOSED else list(FILTERS if filters is None else filters)
+    for f in modules:
         if not (DIST / f"{f}.wasm").exists():
             raise FileNotFoundError(f"{DIST / f}.wasm is missing: run `make build` first")
-    bootstrap = build_bootstrap(workdir, upstreams, filters, configs, mutate)
+    bootstrap = build_bootstrap(workdir, upstreams, filters, configs, mutate, layout)
     config_path = workdir / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
     admin_file = workdir / f"{name}.admin"
@@ -271,7 +337,7 @@ def start_envoy(
     ]
     proc = ChildProcess(name, argv, workdir, cwd=REPO)
     admin_port, port = wait_until_ready(proc, admin_file, workdir / "envoy.log", timeout)
-    return Envoy(proc, workdir, admin_port, port)
+    return Envoy(proc, workdir, admin_port, port, layout)
 
 
 def wait_until_ready(proc: ChildProcess, admin_file: Path, log_path: Path, timeout: float) -> tuple[int, int]:
