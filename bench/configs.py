@@ -225,6 +225,8 @@ class Setup:
     # "standalone": each filter its own module; "composed": the filters as
     # stages of dist/mcp-mesh.wasm.
     layout: str = "standalone"
+    # The no-op module's pluginConfig: "<host call> <n>" prices one host call.
+    probe: str = ""
 
 
 def throughput_setups() -> list[Setup]:

@@ -40,6 +40,21 @@ def envoy_binary() -> str:
 
 
 NOOP_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+# Host calls the filters make, each priced by the no-op module making it
+# PROBE_CALLS times per request: (probe name, what it is).
+PROBE_CALLS = 20
+PROBES = [
+    ("get_headers", "all request headers in one call (get_http_request_headers)"),
+    ("get_header", "one request header by name"),
+    ("set_header", "set one request header"),
+    ("remove_header", "remove one request header (absent)"),
+    ("set_property", "write one filter-state value, request headers phase"),
+    ("set_property_log", "write one filter-state value, in on_log"),
+    ("get_property", "read one property (response.code)"),
+    ("counter", "increment one counter"),
+    ("time", "read the clock"),
+]
+PROBE_PREFIX = "host call: "
 WARMUP = 50
 REQUESTS = 300
 MEASUREMENTS = 2
@@ -81,6 +96,8 @@ def setups() -> list[Setup]:
         named("native api_key_auth"),
         named("native local_ratelimit"),
         named("native access log"),
+        *[Setup(PROBE_PREFIX + name, ("noop",), what=what, probe=f"{name} {PROBE_CALLS}")
+          for name, what in PROBES],
     ]
 
 
@@ -90,8 +107,9 @@ def _direct_mcp(b: dict) -> None:
                       "direct_response": {"status": 200, "body": {"inline_string": json.dumps(MCP_RESPONSE)}}})
 
 
-def _with_noop(b: dict) -> None:
-    """A filter entry like our filters', running the no-op module."""
+def _with_noop(b: dict, probe: str) -> None:
+    """A filter entry like our filters', running the no-op module (with the
+    host call `probe` names, if any)."""
     chain = hcm(b)["http_filters"]
     template = next(f for f in chain if f.get("typed_config", {}).get("config", {}).get("vm_config"))
     noop = copy.deepcopy(template)
@@ -100,6 +118,8 @@ def _with_noop(b: dict) -> None:
     cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = "noop"
     cfg["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
     cfg.pop("configuration", None)
+    if probe:
+        cfg["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": probe}
     chain.remove(template)
     chain.insert(0, noop)
 
@@ -110,7 +130,7 @@ def _bootstrap(setup: Setup, workdir: Path, upstream_port: int) -> dict:
         real = replace(setup, filters=("api-key-auth",))
         b = bootstrap(real, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
                       plugin_configs())
-        _with_noop(b)
+        _with_noop(b, setup.probe)
     else:
         b = bootstrap(setup, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
                       plugin_configs())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from accuracy import CONNECTIONS, AccuracyRun
+from instructions import PROBE_CALLS, PROBE_PREFIX
 from instructions import REQUESTS as CG_REQUESTS
 from instructions import Count
 from harness.envoy import FILTERS, REPO
@@ -198,6 +199,8 @@ class Report:
         self.add("")
 
     def instructions(self, counts: list[Count]) -> None:
+        probes = [c for c in counts if c.setup.startswith(PROBE_PREFIX)]
+        counts = [c for c in counts if not c.setup.startswith(PROBE_PREFIX)]
         by_name = {c.setup: c.value for c in counts}
         bare, noop = by_name.get("bare"), by_name.get("no-op Rust filter")
         floor = noop - bare if bare and noop else None
@@ -234,6 +237,24 @@ class Report:
         self.add("", "What each configuration is:", "")
         self.add(*[f"- **{c.setup}**: {c.what}" for c in counts])
         self.add("")
+        if probes and noop is not None:
+            self.add(
+                "### What one host call costs",
+                "",
+                f"The no-op module making one kind of host call {PROBE_CALLS} times per request; "
+                f"(count − no-op) / {PROBE_CALLS} is the price of one call, Envoy's side and the Wasm "
+                "side together. The filters' budgets are made of these.",
+                "",
+                "| host call | instructions per call | what |",
+                "|---|---:|---|",
+            )
+            for c in probes:
+                name = c.setup.removeprefix(PROBE_PREFIX)
+                if c.value is None:
+                    self.add(f"| {name} | failed: {c.error} | {c.what} |")
+                else:
+                    self.add(f"| {name} | {(c.value - noop) / PROBE_CALLS:,.0f} | {c.what} |")
+            self.add("")
 
     def sse(self, runs: list[SseRun]) -> None:
         self.add(

@@ -41,7 +41,9 @@ def test_every_shipped_plugin_config_passes_its_filters_parser(check_config, ove
     out = manifests.run(overlay)
     assert out.returncode == 0, out.stdout + out.stderr
     count = len(plugins(overlay))
-    assert count == 10
+    # mcp-mesh on mcp-gateway and mcp-llm, access log on the other four,
+    # token usage on mcp-llm's outbound calls.
+    assert count == 7
     assert f"{count} pluginConfig(s) checked" in out.stderr, out.stderr
 
 
@@ -139,22 +141,33 @@ def test_committed_json_schemas_are_the_generated_ones(check_config):
     assert out.returncode == 0, out.stdout
 
 
+def schema_validator(name: str):
+    schema = json.loads((REPO / "schemas" / f"{name}.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    assert cls is jsonschema.Draft202012Validator
+    cls.check_schema(schema)  # a valid JSON Schema itself
+    return cls(schema)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS[1:])
 def test_json_schemas_accept_the_shipped_configs_and_catch_typos(overlay):
-    checked = set()
+    modules, stages = set(), set()
     for plugin in plugins(overlay):
         name = plugin["spec"]["pluginName"]
-        schema = json.loads((REPO / "schemas" / f"{name}.json").read_text())
-        cls = jsonschema.validators.validator_for(schema)
-        assert cls is jsonschema.Draft202012Validator
-        cls.check_schema(schema)  # a valid JSON Schema itself
-        validator = cls(schema)
         config = plugin["spec"]["pluginConfig"]
+        validator = schema_validator(name)
         assert not list(validator.iter_errors(config)), (plugin["metadata"]["name"], [e.message for e in validator.iter_errors(config)])
         typo = {**config, "max_body_byte": 1}
         assert list(validator.iter_errors(typo)), name
-        checked.add(name)
-    assert checked == set(FILTER_NAMES)
+        modules.add(name)
+        # mcp-mesh's sections are each filter's pluginConfig: its schema too.
+        sections = {f: config[f.replace("-", "_")] for f in FILTER_NAMES if f.replace("-", "_") in config} \
+            if name == "mcp-mesh" else {name: config}
+        for f, c in sections.items():
+            assert not list(schema_validator(f).iter_errors(c)), (plugin["metadata"]["name"], f)
+            stages.add(f)
+    assert modules == {"mcp-mesh", "debate-access-log", "token-usage-metrics"}
+    assert stages == set(FILTER_NAMES)
 
 
 def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_path):
@@ -165,12 +178,23 @@ def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_p
             shutil.copy(f, tmp_path / f.name)
     out = manifests.run(tmp_path)
     assert out.returncode == 0, out.stdout
-    assert "10 pluginConfig(s) checked" in out.stderr
-    # Rate limit moved into AUTHN ahead of auth: the order check spans files.
-    path = tmp_path / "org-rate-limit.yaml"
-    path.write_text(path.read_text().replace("phase: AUTHZ\n  priority: 100", "phase: AUTHN\n  priority: 500", 1))
+    assert "7 pluginConfig(s) checked" in out.stderr
+    # Token usage moved onto mcp-llm's inbound traffic, into AUTHN ahead of
+    # the mcp-mesh plugin (whose first stage is the rate limiter): the order
+    # check spans files and knows mcp-mesh's place.
+    path = tmp_path / "token-usage-metrics.yaml"
+    text = path.read_text()
+    assert "- mode: CLIENT" in text and "phase: STATS\n  priority: 100" in text
+    path.write_text(text.replace("- mode: CLIENT", "- mode: SERVER", 1)
+                    .replace("phase: STATS\n  priority: 100", "phase: AUTHN\n  priority: 500", 1))
     out = manifests.run(tmp_path)
     assert out.returncode == 1
     lines = out.stdout.splitlines()
-    assert any(l.startswith(f"{path}: WasmPlugin org-rate-limit-gateway: spec.phase: must be AUTHZ") for l in lines), lines
-    assert any("WasmPlugin org-rate-limit-gateway: spec.priority: org-rate-limit would run before api-key-auth" in l for l in lines), lines
+    assert any(l.startswith(f"{path}: WasmPlugin token-usage-metrics-llm: spec.phase: must be STATS") for l in lines), lines
+    assert any("WasmPlugin token-usage-metrics-llm: spec.priority: token-usage-metrics would run before org-rate-limit "
+               "(WasmPlugin mcp-mesh-llm)" in l for l in lines), lines
+    # mcp-mesh takes its first stage's phase.
+    mesh = tmp_path / "mcp-mesh.yaml"
+    mesh.write_text(mesh.read_text().replace("phase: AUTHZ", "phase: STATS", 1))
+    out = manifests.run(mesh)
+    assert "WasmPlugin mcp-mesh-llm: spec.phase: must be AUTHZ for mcp-mesh (first stage org-rate-limit) (is STATS)" in out.stdout, out.stdout

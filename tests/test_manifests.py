@@ -6,6 +6,7 @@ config, the rendered pluginConfigs) behaves as the manifests promise."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections import defaultdict
@@ -41,6 +42,32 @@ def of_kind(resources: list[dict], kind: str) -> list[dict]:
     return [r for r in resources if r["kind"] == kind]
 
 
+COMPOSED = "mcp-mesh"
+
+
+def stages(plugin: dict) -> list[tuple[str, dict]]:
+    """(filter, its pluginConfig) for each stage a WasmPlugin runs: one for a
+    standalone module, one per section, in chain order, for mcp-mesh."""
+    spec = plugin["spec"]
+    config = spec.get("pluginConfig", {})
+    if spec["pluginName"] != COMPOSED:
+        return [(spec["pluginName"], config)]
+    return [(f, config[f.replace("-", "_")]) for f in CHAIN if f.replace("-", "_") in config]
+
+
+def stage_configs(resources: list[dict], name: str) -> list[dict]:
+    """Every pluginConfig of filter `name`, standalone or a section."""
+    return [c for p in of_kind(resources, "WasmPlugin") for f, c in stages(p) if f == name]
+
+
+def service_stage(resources: list[dict], service: str, name: str) -> dict:
+    """The pluginConfig filter `name` runs with on `service`."""
+    [config] = [c for p in of_kind(resources, "WasmPlugin")
+                if p["spec"]["selector"]["matchLabels"]["app"] == service
+                for f, c in stages(p) if f == name]
+    return config
+
+
 def envoy_access_log() -> dict:
     hcm = load_template()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     return hcm["access_log"][0]
@@ -72,12 +99,10 @@ def test_the_crd_check_names_file_resource_and_field_of_each_mistake():
 
 
 def test_the_crds_cel_rules_are_evaluated(rendered):
-    import copy
-
     resources = rendered["wasm-plugins-yaml/overlays/production"]
-    wasm = copy.deepcopy(plugin(resources, "api-key-auth"))
+    wasm = copy.deepcopy(plugin(resources, "mcp-mesh-gateway"))
     wasm["spec"]["targetRefs"] = [{"group": "", "kind": "Service", "name": "mcp-gateway"}]
-    wasm["spec"]["url"] = "ftp://example.com/api-key-auth.wasm"
+    wasm["spec"]["url"] = "ftp://example.com/mcp-mesh.wasm"
     wasm["spec"]["selector"]["matchLabels"]["app*"] = "x"
     assert sorted(manifests.validate(wasm)) == [
         ("spec", "only one of targetRefs or selector can be set"),
@@ -127,16 +152,22 @@ def modes(plugin: dict) -> set[str]:
 def test_each_service_gets_its_filters_in_chain_order(rendered, overlay):
     by_service = attachments(rendered[overlay])
     assert sorted(by_service) == sorted(SERVICES)
-    names = {svc: [p["spec"]["pluginName"] for p in plugins] for svc, plugins in by_service.items()}
+    names = {svc: [f for p in plugins for f, _ in stages(p)] for svc, plugins in by_service.items()}
     assert names["mcp-gateway"] == ["api-key-auth", "org-rate-limit", "debate-access-log"]
     assert names["mcp-llm"] == ["org-rate-limit", "debate-access-log", "token-usage-metrics"]
     for svc in ["mcp-debate", "mcp-organization", "mcp-context", "mcp-rag"]:
         assert names[svc] == ["debate-access-log"], svc
+    # Stages that see the same traffic share one module (bench/RESULTS.md:
+    # cheaper than separate ones); a lone stage runs its small standalone one.
+    modules = {svc: [p["spec"]["pluginName"] for p in plugins] for svc, plugins in by_service.items()}
+    assert modules["mcp-gateway"] == [COMPOSED]
+    assert modules["mcp-llm"] == [COMPOSED, "token-usage-metrics"]
     for svc, plugins in by_service.items():
-        ranks = [CHAIN.index(p["spec"]["pluginName"]) for p in plugins]
+        ranks = [CHAIN.index(f) for p in plugins for f, _ in stages(p)]
         assert ranks == sorted(ranks), svc
         for p in plugins:
-            assert p["spec"]["phase"] == PHASES[min(CHAIN.index(p["spec"]["pluginName"]), 2)], p["metadata"]["name"]
+            first = stages(p)[0][0]
+            assert p["spec"]["phase"] == PHASES[min(CHAIN.index(first), 2)], p["metadata"]["name"]
     # Token usage reads mcp-llm's calls out to the providers, nothing else.
     token = by_service["mcp-llm"][-1]
     assert token["spec"]["match"] == [{"mode": "CLIENT", "ports": [{"number": 80}]}]
@@ -151,8 +182,10 @@ def test_every_plugin_is_pinned_pulled_and_fails_as_chosen(rendered, overlay):
         assert repo.startswith("oci://") and repo.rsplit("/", 1)[1].split(":")[0] == name, spec["url"]
         assert digest == spec["sha256"] and len(digest) == 64, spec["url"]
         assert spec["imagePullPolicy"] == "IfNotPresent"
-        # Security filters never fail open; observability never fails closed.
-        expected = "FAIL_RELOAD" if name in ("api-key-auth", "org-rate-limit") else "FAIL_OPEN"
+        # Security filters never fail open; observability never fails closed
+        # (unless it shares a module with a security stage).
+        security = {f for f, _ in stages(p)} & {"api-key-auth", "org-rate-limit"}
+        expected = "FAIL_RELOAD" if security else "FAIL_OPEN"
         assert spec["failStrategy"] == expected, p["metadata"]["name"]
 
 
@@ -172,21 +205,21 @@ def plugin(resources: list[dict], name: str) -> dict:
 
 def test_production_is_stricter_and_sampled(rendered):
     base, prod = rendered["wasm-plugins-yaml/base"], rendered["wasm-plugins-yaml/overlays/production"]
-    for name in ["org-rate-limit-llm", "org-rate-limit-gateway"]:
-        b, p = plugin(base, name)["spec"]["pluginConfig"], plugin(prod, name)["spec"]["pluginConfig"]
+    for service in ["mcp-llm", "mcp-gateway"]:
+        b, p = service_stage(base, service, "org-rate-limit"), service_stage(prod, service, "org-rate-limit")
         assert p["mode"] == "enforce"
         for plan, limit in b["plans"].items():
-            assert per_second(p["plans"][plan]) <= per_second(limit), (name, plan)
-            assert p["plans"][plan].get("burst", 0) <= limit.get("burst", 0), (name, plan)
-    llm_b = plugin(base, "org-rate-limit-llm")["spec"]["pluginConfig"]["plans"]
-    llm_p = plugin(prod, "org-rate-limit-llm")["spec"]["pluginConfig"]["plans"]
+            assert per_second(p["plans"][plan]) <= per_second(limit), (service, plan)
+            assert p["plans"][plan].get("burst", 0) <= limit.get("burst", 0), (service, plan)
+    llm_b = service_stage(base, "mcp-llm", "org-rate-limit")["plans"]
+    llm_p = service_stage(prod, "mcp-llm", "org-rate-limit")["plans"]
     assert all(per_second(llm_p[k]) < per_second(llm_b[k]) for k in llm_b)
     # LLM limits are tighter than the gateway's for every plan.
-    gw_p = plugin(prod, "org-rate-limit-gateway")["spec"]["pluginConfig"]["plans"]
+    gw_p = service_stage(prod, "mcp-gateway", "org-rate-limit")["plans"]
     assert all(per_second(llm_p[k]) < per_second(gw_p[k]) for k in llm_p)
-    for p in of_kind(prod, "WasmPlugin"):
-        if p["spec"]["pluginName"] == "debate-access-log":
-            assert p["spec"]["pluginConfig"]["sampling"]["success_rate"] < 1.0
+    logs = stage_configs(prod, "debate-access-log")
+    assert len(logs) == 6 and all(c["sampling"]["success_rate"] < 1.0 for c in logs)
+    assert all(len(c["sampling"]["salt"]) >= 16 for c in logs)
     assert {r["metadata"]["namespace"] for r in prod} == {"production"}
     assert {r["metadata"]["labels"]["environment"] for r in prod} == {"production"}
 
@@ -194,18 +227,16 @@ def test_production_is_stricter_and_sampled(rendered):
 def test_staging_is_its_own_namespace_keys_and_shadow_limits(rendered):
     prod, stg = rendered["wasm-plugins-yaml/overlays/production"], rendered["wasm-plugins-yaml/overlays/staging"]
     assert {r["metadata"]["namespace"] for r in stg} == {"staging"}
-    hashes = lambda rs: {k["sha256"] for k in plugin(rs, "api-key-auth")["spec"]["pluginConfig"]["keys"]}  # noqa: E731
+    hashes = lambda rs: {k["sha256"] for k in service_stage(rs, "mcp-gateway", "api-key-auth")["keys"]}  # noqa: E731
     assert hashes(stg) and hashes(prod) and not hashes(stg) & hashes(prod)
-    for p in of_kind(stg, "WasmPlugin"):
-        if p["spec"]["pluginName"] == "org-rate-limit":
-            assert p["spec"]["pluginConfig"]["mode"] == "shadow"
+    limiters = stage_configs(stg, "org-rate-limit")
+    assert len(limiters) == 2 and all(c["mode"] == "shadow" for c in limiters)
 
 
 def test_debate_id_sources_are_tailored_per_service(rendered):
+    prod = rendered["wasm-plugins-yaml/overlays/production"]
     sources = {
-        p["spec"]["selector"]["matchLabels"]["app"]: json.dumps(p["spec"]["pluginConfig"]["debate_id_sources"])
-        for p in of_kind(rendered["wasm-plugins-yaml/overlays/production"], "WasmPlugin")
-        if p["spec"]["pluginName"] == "debate-access-log"
+        svc: json.dumps(service_stage(prod, svc, "debate-access-log")["debate_id_sources"]) for svc in SERVICES
     }
     assert len(sources) == 6 and len(set(sources.values())) == 6
 
@@ -326,7 +357,7 @@ def start_service(rendered, envoy_factory, overlay: str, service: str):
     """A real Envoy with one service's chain from the rendered overlay, the
     pluginConfigs exactly as Istio hands them over (the Struct as JSON)."""
     plugins = attachments(rendered[overlay])[service]
-    configs = {p["spec"]["pluginName"]: json.dumps(p["spec"]["pluginConfig"]) for p in plugins}
+    configs = {f: json.dumps(c) for p in plugins for f, c in stages(p)}
     envoy = envoy_factory(filters=[f for f in CHAIN if f in configs], configs=configs)
     assert "invalid pluginConfig" not in envoy.log(), (service, envoy.log()[-2000:])
     return envoy
@@ -368,16 +399,20 @@ def test_global_rate_limit_overlay_points_both_limiters_at_the_service(rendered,
     [port] = entry["spec"]["ports"]
     assert port["protocol"] == "GRPC"  # the RLS protocol needs HTTP/2
     cluster = f"outbound|{port['number']}||{entry['spec']['hosts'][0]}"
-    limiters = [p for p in of_kind(resources, "WasmPlugin") if p["spec"]["pluginName"] == "org-rate-limit"]
+    limiters = stage_configs(resources, "org-rate-limit")
     assert len(limiters) == 2
-    for p in limiters:
-        assert p["spec"]["pluginConfig"]["limiter"] == "local_then_global"
-        assert p["spec"]["pluginConfig"]["global"]["cluster"] == cluster
+    for c in limiters:
+        assert c["limiter"] == "local_then_global"
+        assert c["global"]["cluster"] == cluster
     # Everything else is production's.
     prod = {r["metadata"]["name"]: r for r in rendered["wasm-plugins-yaml/overlays/production"]}
     for r in resources:
-        if r["kind"] == "WasmPlugin" and r["spec"]["pluginName"] != "org-rate-limit":
-            assert r == prod[r["metadata"]["name"]]
+        if r["kind"] == "WasmPlugin":
+            mine, theirs = copy.deepcopy(r), copy.deepcopy(prod[r["metadata"]["name"]])
+            for p in (mine, theirs):
+                if p["spec"]["pluginName"] == COMPOSED:
+                    p["spec"]["pluginConfig"].pop("org_rate_limit", None)
+            assert mine == theirs
 
     # In a real Envoy with that cluster (nothing listening behind it): the
     # service call fails and failure_mode open lets the request through.
@@ -396,8 +431,8 @@ def test_global_rate_limit_overlay_points_both_limiters_at_the_service(rendered,
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}}]}]},
         })
 
-    [llm_limiter] = [p for p in limiters if p["metadata"]["name"] == "org-rate-limit-llm"]
-    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": json.dumps(llm_limiter["spec"]["pluginConfig"])},
+    llm_limiter = service_stage(resources, "mcp-llm", "org-rate-limit")
+    envoy = envoy_factory(filters=["org-rate-limit"], configs={"org-rate-limit": json.dumps(llm_limiter)},
                           mutate=add_cluster)
     assert "invalid pluginConfig" not in envoy.log()
     assert envoy.request("GET", "/generate", {"x-mcp-org-id": "initech", "x-mcp-plan": "free"}).status == 200

@@ -178,7 +178,7 @@ def test_pin_digests_writes_url_and_sha256_of_every_plugin(images, tmp_path):
     subprocess.run([*pin, "--registry", registry], check=True, capture_output=True)
     manifests.binary()
     plugins = [e["resource"] for e in manifests.render(copy / "overlays" / "production") if e["resource"]["kind"] == "WasmPlugin"]
-    assert len(plugins) == 10
+    assert len(plugins) == 7
     for p in plugins:
         name, digest = p["spec"]["pluginName"], digests["digests"][p["spec"]["pluginName"]]
         assert p["spec"]["url"] == f"oci://{registry}/{name}:{VERSION}@{digest}"
@@ -188,4 +188,4 @@ def test_pin_digests_writes_url_and_sha256_of_every_plugin(images, tmp_path):
     check = subprocess.run([*pin, "--registry", registry, "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     # Comments survive pinning.
-    assert (copy / "base" / "api-key-auth.yaml").read_text().count("#") == (REPO / "wasm-plugins-yaml" / "base" / "api-key-auth.yaml").read_text().count("#")
+    assert (copy / "base" / "mcp-mesh.yaml").read_text().count("#") == (REPO / "wasm-plugins-yaml" / "base" / "mcp-mesh.yaml").read_text().count("#")

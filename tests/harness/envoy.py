@@ -97,7 +97,34 @@ class EnvoyFailedToStart(Exception):
 
 
 def load_template() -> dict:
-    return yaml.safe_load(TEMPLATE.read_text())
+    """local/envoy.yaml with its mcp-mesh filter expanded into the four
+    standalone filter entries (`expand`): the form the harness edits, and
+    composes again for the composed layout."""
+    b = yaml.safe_load(TEMPLATE.read_text())
+    manager = hcm(b)
+    manager["http_filters"] = expand(manager["http_filters"])
+    return b
+
+
+def expand(chain: list[dict]) -> list[dict]:
+    """Each mcp-mesh filter as one standalone filter entry per section."""
+    out: list[dict] = []
+    for f in chain:
+        if f["name"] != COMPOSED_MODULE:
+            out.append(f)
+            continue
+        sections = json.loads(f["typed_config"]["config"]["configuration"]["value"])
+        for name in FILTERS:
+            if section(name) not in sections:
+                continue
+            entry = copy.deepcopy(f)
+            entry["name"] = name
+            cfg = entry["typed_config"]["config"]
+            cfg["name"] = cfg["root_id"] = cfg["vm_config"]["vm_id"] = name
+            cfg["vm_config"]["code"]["local"]["filename"] = f"dist/{name}.wasm"
+            cfg["configuration"]["value"] = json.dumps(sections[section(name)], indent=2)
+            out.append(entry)
+    return out
 
 
 def hcm(bootstrap: dict) -> dict:

@@ -35,7 +35,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+# The four standalone modules and the composed one.
+FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics", "mcp-mesh"]
 WASM_MAGIC = b"\0asm"
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

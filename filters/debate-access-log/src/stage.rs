@@ -102,15 +102,23 @@ impl LogFlow {
         }
     }
 
-    fn outcome(&self, host: &dyn Host) -> Outcome {
-        let number = |path: &[&str]| {
+    fn outcome(&self, host: &mut dyn Host) -> Outcome {
+        let number = |host: &mut dyn Host, path: &[&str]| {
             let bytes = host.property(path)?;
             let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
             Some(u64::from_le_bytes(raw))
         };
+        // `:status` from the response headers the module reads anyway (the
+        // property costs a host read of its own); the property only when
+        // there were no response headers.
+        let status = host
+            .response_header(":status")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .or_else(|| number(host, &["response", "code"]).and_then(|c| u32::try_from(c).ok()));
         Outcome {
-            status: number(&["response", "code"]).and_then(|c| u32::try_from(c).ok()),
-            flags: number(&["response", "flags"]).unwrap_or(0),
+            status,
+            flags: number(host, &["response", "flags"]).unwrap_or(0),
             rpc_error: self.response.as_ref().and_then(ResponseWatch::error),
         }
     }

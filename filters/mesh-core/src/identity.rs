@@ -80,7 +80,7 @@ pub mod state {
     /// `traceparent` or B3.
     pub const TRACE_ID: &str = "mcp_trace_id";
     pub const SPAN_ID: &str = "mcp_span_id";
-    /// debate-access-log's verdict: "1" log this request, "0" sampled out.
+    /// debate-access-log's verdict, written only as "0": sampled out.
     pub const LOG_SAMPLED: &str = "mcp_log_sampled";
     /// The rate a logged line was sampled at ("1" for errors and denials).
     pub const LOG_SAMPLE_RATE: &str = "mcp_log_sample_rate";

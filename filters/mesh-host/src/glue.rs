@@ -96,6 +96,7 @@ fn read(buffer: BufferType, offset: usize, len: usize) -> Vec<u8> {
 
 impl Context for Http {
     fn on_grpc_call_response(&mut self, _token: u32, status: u32, size: usize) {
+        self.host.tick();
         let message = read(BufferType::GrpcReceiveBuffer, 0, size);
         if self.chain.grpc_response(&mut self.host, status, &message) {
             let _ = hostcalls::resume_http_request();
@@ -105,10 +106,12 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, end: bool) -> Action {
+        self.host.tick();
         action(self.chain.request_headers(&mut self.host, end))
     }
 
     fn on_http_request_body(&mut self, size: usize, end: bool) -> Action {
+        self.host.tick();
         let mut body = |offset, len| read(BufferType::HttpRequestBody, offset, len);
         action(
             self.chain
@@ -117,16 +120,19 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        self.host.tick();
         action(self.chain.request_trailers(&mut self.host))
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end: bool) -> Action {
+        self.host.tick();
         self.host.response = None;
         self.chain.response_headers(&mut self.host, end);
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, size: usize, end: bool) -> Action {
+        self.host.tick();
         let mut body = |len| read(BufferType::HttpResponseBody, 0, len);
         self.chain
             .response_body(&mut self.host, size, end, &mut body);
@@ -134,11 +140,13 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        self.host.tick();
         self.chain.response_trailers(&mut self.host);
         Action::Continue
     }
 
     fn on_log(&mut self) {
+        self.host.tick();
         self.chain.log(&mut self.host);
     }
 }
@@ -152,6 +160,16 @@ type Snapshot = Vec<(String, Vec<u8>)>;
 struct WasmHost {
     request: Option<Snapshot>,
     response: Option<Snapshot>,
+    /// The clock, read once per callback (every stage of one callback sees
+    /// the same instant).
+    now: std::cell::Cell<Option<u64>>,
+}
+
+impl WasmHost {
+    /// A new host callback began.
+    fn tick(&mut self) {
+        self.now.set(None);
+    }
 }
 
 fn snapshot(slot: &mut Option<Snapshot>, map: MapType) -> &mut Snapshot {
@@ -176,10 +194,15 @@ fn edit(headers: Option<&mut Snapshot>, name: &str, value: Option<&str>) {
 
 impl Host for WasmHost {
     fn now_ns(&self) -> u64 {
-        hostcalls::get_current_time()
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.now.set(Some(now));
+        now
     }
 
     fn request_header(&mut self, name: &str) -> Option<&[u8]> {

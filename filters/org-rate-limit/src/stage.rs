@@ -125,6 +125,7 @@ impl Stage for RateStage {
             scanned: 0,
             body_facts: None,
             jsonrpc_id: None,
+            primed: None,
             pending_global: None,
             response_headers: Vec::new(),
         })
@@ -148,6 +149,8 @@ struct RateFlow {
     body_facts: Option<RequestFacts>,
     /// The JSON-RPC id, once the body was read (echoed in error answers).
     jsonrpc_id: Option<Value>,
+    /// The pre-check's read of the bucket, for the charge's first read.
+    primed: Option<store::Stored>,
     /// Policy name of a request waiting for the rate-limit service, and when
     /// the call was sent.
     pending_global: Option<(String, u64)>,
@@ -199,8 +202,14 @@ impl RateFlow {
     ) -> Step {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
+        // The pre-check's read of the bucket serves the charge's first read.
+        let primed = store::Primed {
+            inner: host.store(),
+            key: &target.key,
+            read: std::cell::RefCell::new(self.primed.take()),
+        };
         let local = decide::charge_local(
-            host.store(),
+            &primed,
             target,
             cost,
             host.now_ns(),
@@ -375,9 +384,10 @@ impl RateFlow {
             return None;
         }
         let min = shared.rules.min_cost(&self.path, &self.method);
-        let outcome =
+        let (outcome, read) =
             store::peek(host.store(), &target.key, &target.limit, min, host.now_ns()).ok()?;
         if outcome.allowed || shared.config.mode == Mode::Shadow {
+            self.primed = Some(read);
             return None;
         }
         Some(self.finish(
@@ -598,5 +608,152 @@ impl Flow for RateFlow {
         for (name, value) in std::mem::take(&mut self.response_headers) {
             host.set_response_header(name, &value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::chain::Chain;
+    use mesh_core::mock_host::MockHost;
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+
+    /// burst 6, a tool that costs 5, plus `extra` config fields.
+    fn chain(extra: serde_json::Value) -> (Chain, MockHost) {
+        let mut config = serde_json::json!({
+            "default_plan": "free",
+            "plans": {"free": {"requests_per_minute": 60, "burst": 6}},
+            "costs": [{"mcp_method": "tools/call", "tool": "run_debate_round", "cost": 5}],
+            "response_headers": "always"
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let mut host = MockHost::with_headers(&[
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("content-type", "application/json"),
+            ("x-mcp-org-id", "acme"),
+            ("x-mcp-plan", "free"),
+        ]);
+        host.now_ns = T0;
+        let stages = build(config.to_string().as_bytes(), &host).unwrap_or_default();
+        (Chain::new(&stages), host)
+    }
+
+    fn call(tool: &str, id: u32) -> Vec<u8> {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Headers, then the body in `split` pieces as Envoy buffers it (each
+    /// callback sees everything buffered so far): whether the request went on.
+    fn send(chain: &mut Chain, host: &mut MockHost, body: &[u8], split: usize) -> bool {
+        if !chain.request_headers(host, false) {
+            return false;
+        }
+        let cut = split.min(body.len());
+        let mut read =
+            |off: usize, len: usize| body.get(off..off + len).unwrap_or_default().to_vec();
+        let replies = host.replies.len();
+        if chain.request_body(host, cut, cut == body.len(), &mut read) {
+            return true;
+        }
+        // Held, not answered: the rest of the body comes.
+        host.replies.len() == replies
+            && cut < body.len()
+            && chain.request_body(host, body.len(), true, &mut read)
+    }
+
+    #[test]
+    fn the_body_is_held_until_its_tool_is_known_then_charged_its_cost() {
+        let (mut c, mut host) = chain(serde_json::json!({}));
+        let body = call("run_debate_round", 7);
+        // The first 20 bytes cannot name the tool: the body is held.
+        assert!(
+            !c.request_headers(&mut host, false) || {
+                let mut read =
+                    |off: usize, len: usize| body.get(off..off + len).unwrap_or_default().to_vec();
+                !c.request_body(&mut host, 20, false, &mut read)
+                    && c.request_body(&mut host, body.len(), true, &mut read)
+            }
+        );
+        assert_eq!(
+            host.state.get("mcp_ratelimit_result").map(String::as_str),
+            Some("allowed")
+        );
+        assert_eq!(
+            host.state
+                .get("mcp_ratelimit_remaining")
+                .map(String::as_str),
+            Some("1")
+        );
+        // The next costly call cannot be paid: 429 with the call's own id.
+        let (mut c2, _) = chain(serde_json::json!({}));
+        assert!(!send(
+            &mut c2,
+            &mut host,
+            &call("run_debate_round", 8),
+            1000
+        ));
+        let reply = host
+            .replies
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no reply"));
+        assert_eq!(reply.status, 429);
+        assert!(reply.body.contains(r#""id":8"#), "{}", reply.body);
+    }
+
+    #[test]
+    fn an_over_limit_client_is_answered_before_its_body_is_read() {
+        let (mut c, mut host) = chain(serde_json::json!({}));
+        for _ in 0..6 {
+            let (mut cheap, _) = chain(serde_json::json!({}));
+            assert!(send(&mut cheap, &mut host, &call("get_debate", 1), 1000));
+        }
+        // Bucket empty: even the cheapest cost (1) is refused at the headers.
+        assert!(!c.request_headers(&mut host, false));
+        assert_eq!(host.replies.last().map(|r| r.status), Some(429));
+    }
+
+    #[test]
+    fn a_global_call_holds_the_request_until_the_service_answers() {
+        let (mut c, mut host) = chain(serde_json::json!({
+            "limiter": "global",
+            "global": {"cluster": "rls", "domain": "mcp", "timeout_ms": 20}
+        }));
+        assert!(!send(&mut c, &mut host, &call("get_debate", 3), 1000));
+        assert_eq!(host.calls.len(), 1, "one call to the rate-limit service");
+        assert!(host.replies.is_empty());
+        // More body while the answer is pending stays held.
+        assert!(!c.request_trailers(&mut host));
+        // OVER_LIMIT: 429 and the request never resumes.
+        let over_limit = [0x08, 0x02];
+        assert!(!c.grpc_response(&mut host, 0, &over_limit));
+        assert_eq!(host.replies.last().map(|r| r.status), Some(429));
+    }
+
+    #[test]
+    fn a_refused_call_takes_the_failure_mode() {
+        let (mut c, mut host) = chain(serde_json::json!({
+            "limiter": "global",
+            "failure_mode": "closed",
+            "global": {"cluster": "nowhere", "domain": "mcp", "timeout_ms": 20}
+        }));
+        host.refuse_calls = true;
+        assert!(!send(&mut c, &mut host, &call("get_debate", 3), 1000));
+        assert_eq!(host.replies.last().map(|r| r.status), Some(429));
+        let errors: u64 = host
+            .metrics
+            .borrow()
+            .iter()
+            .filter(|(name, _)| name.contains("service_errors") && name.contains("unavailable"))
+            .map(|(_, v)| *v)
+            .sum();
+        assert_eq!(errors, 1);
     }
 }

@@ -105,21 +105,49 @@ pub fn charge(
 
 /// What taking `cost` would give, without writing anything: the pre-check
 /// done before a request body is read. A missing key is a full bucket.
+/// Also returns what was read, for [`Primed`].
 pub fn peek(
     store: &dyn SharedStore,
     key: &str,
     limit: &Limit,
     cost: u64,
     now_ns: u64,
-) -> Result<Outcome, Failure> {
-    let state = match store.get(key) {
-        Ok(Some((bytes, _))) => {
-            Bucket::decode(&bytes).unwrap_or_else(|| Bucket::full(limit, now_ns))
-        }
-        Ok(None) => Bucket::full(limit, now_ns),
-        Err(ReadError) => return Err(Failure::StoreError),
+) -> Result<(Outcome, Stored), Failure> {
+    let read = store.get(key).map_err(|ReadError| Failure::StoreError)?;
+    let state = match &read {
+        Some((bytes, _)) => Bucket::decode(bytes).unwrap_or_else(|| Bucket::full(limit, now_ns)),
+        None => Bucket::full(limit, now_ns),
     };
-    Ok(state.take(limit, cost, now_ns))
+    Ok((state.take(limit, cost, now_ns), read))
+}
+
+/// A value and its cas as shared data returned them (`None`: missing).
+pub type Stored = Option<(Vec<u8>, u32)>;
+
+/// A store whose next read of one key is answered by an earlier read of it
+/// (the pre-check's), saving a host call: a read costs more than a write.
+/// Safe because other workers only ever take tokens: a stale bucket holds
+/// more than the real one, so it can wrongly allow but never wrongly deny,
+/// and an allow writes with the stale cas, which then fails and reads again.
+pub struct Primed<'a> {
+    pub inner: &'a dyn SharedStore,
+    pub key: &'a str,
+    pub read: std::cell::RefCell<Option<Stored>>,
+}
+
+impl SharedStore for Primed<'_> {
+    fn get(&self, key: &str) -> Result<Stored, ReadError> {
+        if key == self.key {
+            if let Some(read) = self.read.try_borrow_mut().ok().and_then(|mut r| r.take()) {
+                return Ok(read);
+            }
+        }
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        self.inner.set(key, value, cas)
+    }
 }
 
 enum Created {
@@ -457,15 +485,43 @@ mod tests {
     fn peek_reads_without_writing() {
         let m = Model::default();
         ensure_registry(&m);
-        assert!(peek(&m, "k", &limit(2), 2, T0).unwrap().allowed);
+        assert!(peek(&m, "k", &limit(2), 2, T0).unwrap().0.allowed);
         assert!(!m.data.borrow().contains_key("k"));
         assert!(allowed(charge(&m, "k", &limit(2), 1, T0, OPTS)));
-        let o = peek(&m, "k", &limit(2), 2, T0).unwrap();
+        let (o, _) = peek(&m, "k", &limit(2), 2, T0).unwrap();
         assert!(!o.allowed);
         assert_eq!(o.quota.remaining, 1);
-        assert!(peek(&m, "k", &limit(2), 1, T0).unwrap().allowed);
+        assert!(peek(&m, "k", &limit(2), 1, T0).unwrap().0.allowed);
         *m.fail.borrow_mut() = true;
         assert_eq!(peek(&m, "k", &limit(2), 1, T0), Err(Failure::StoreError));
+    }
+
+    #[test]
+    fn a_primed_read_saves_one_get_and_a_stale_one_is_read_again() {
+        let m = Model::default();
+        ensure_registry(&m);
+        assert!(allowed(charge(&m, "k", &limit(3), 1, T0, OPTS)));
+        let (_, read) = peek(&m, "k", &limit(3), 1, T0).unwrap();
+        // Another worker takes a token after the pre-check read.
+        assert!(allowed(charge(&m, "k", &limit(3), 1, T0, OPTS)));
+        let primed = Primed {
+            inner: &m,
+            key: "k",
+            read: std::cell::RefCell::new(Some(read)),
+        };
+        // The stale read would leave 1; its cas fails, the charge reads again.
+        match charge(&primed, "k", &limit(3), 1, T0, OPTS) {
+            Charge::Decided(o) => assert_eq!((o.allowed, o.quota.remaining), (true, 0)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            primed.read.borrow().is_none(),
+            "the primed read is used once"
+        );
+        match charge(&primed, "k", &limit(3), 1, T0, OPTS) {
+            Charge::Decided(o) => assert!(!o.allowed),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -84,13 +84,44 @@ pub const FILTERS: [Filter; 4] = [
     },
 ];
 
+/// The composed module: the four as stages, one pluginConfig section each.
+/// Its phase and place in the chain are those of its first section
+/// ([`first_section`]).
+pub static COMPOSED: Filter = Filter {
+    name: "mcp-mesh",
+    phase: "AUTHN",
+    rank: 0,
+    load: load_as::<mcp_mesh::Config>,
+    schema: schema_of::<mcp_mesh::Config>,
+};
+
+/// Every module a WasmPlugin can load: the four filters and mcp-mesh.
+pub fn modules() -> impl Iterator<Item = &'static Filter> {
+    FILTERS.iter().chain(std::iter::once(&COMPOSED))
+}
+
 pub fn by_name(name: &str) -> Option<&'static Filter> {
-    FILTERS.iter().find(|f| f.name == name)
+    modules().find(|f| f.name == name)
+}
+
+/// The filter whose phase and chain place a plugin of `module` takes: the
+/// module itself, or for mcp-mesh the first stage its pluginConfig enables.
+pub fn first_section(module: &'static Filter, config: Option<&Value>) -> &'static Filter {
+    if module.name != COMPOSED.name {
+        return module;
+    }
+    FILTERS
+        .iter()
+        .find(|f| {
+            config
+                .and_then(|c| c.get(f.name.replace('-', "_")))
+                .is_some()
+        })
+        .unwrap_or(module)
 }
 
 pub fn names() -> String {
-    FILTERS
-        .iter()
+    modules()
         .map(|f| f.name)
         .collect::<Vec<_>>()
         .join(", ")
@@ -116,8 +147,19 @@ mod tests {
     }
 
     #[test]
+    fn mcp_mesh_takes_the_phase_of_its_first_section() {
+        let config = serde_json::json!({"debate_access_log": {}, "org_rate_limit": {}});
+        assert_eq!(first_section(&COMPOSED, Some(&config)).name, "org-rate-limit");
+        assert_eq!(first_section(&FILTERS[2], Some(&config)).name, "debate-access-log");
+        assert!(COMPOSED.load(b"{}").is_err(), "no section enabled");
+        COMPOSED
+            .load(br#"{"token_usage_metrics": {}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
     fn schemas_are_objects_with_a_title() {
-        for f in &FILTERS {
+        for f in modules() {
             let s = f.schema();
             assert_eq!(s["title"], format!("{} pluginConfig", f.name));
             assert_eq!(s["additionalProperties"], Value::Bool(false), "{}", f.name);

@@ -160,8 +160,7 @@ fn input_kind(path: &Path, filter: Option<&'static filters::Filter>) -> Input {
     match filter {
         Some(f) => Input::PluginConfig(f),
         None if is_json => {
-            let named: Vec<_> = filters::FILTERS
-                .iter()
+            let named: Vec<_> = filters::modules()
                 .filter(|f| name.contains(f.name))
                 .collect();
             match named.as_slice() {
@@ -304,7 +303,7 @@ fn schemas(args: &[String]) -> Result<ExitCode, String> {
         _ => return Err("schemas takes --write DIR or --check DIR".into()),
     };
     let mut stale = Vec::new();
-    for filter in &filters::FILTERS {
+    for filter in filters::modules() {
         let path = dir.join(format!("{}.json", filter.name));
         let text = schema_text(filter)?;
         if mode == "--write" {
@@ -335,7 +334,7 @@ mod tests {
     #[test]
     fn committed_schemas_are_up_to_date() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-        for filter in &filters::FILTERS {
+        for filter in filters::modules() {
             let path = dir.join(format!("{}.json", filter.name));
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(

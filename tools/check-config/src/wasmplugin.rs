@@ -100,7 +100,7 @@ fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn check_one(r: &Resource, filter: &Filter, out: &mut Vec<Finding>) {
+fn check_one(r: &Resource, filter: &'static Filter, out: &mut Vec<Finding>) {
     if r.api_version() != API_VERSION {
         out.push(finding(r, "apiVersion", format!("must be {API_VERSION}")));
     }
@@ -113,15 +113,21 @@ fn check_one(r: &Resource, filter: &Filter, out: &mut Vec<Finding>) {
             ));
         }
     }
+    let first = filters::first_section(filter, r.value.pointer("/spec/pluginConfig"));
     match spec_str(r, "phase") {
-        Some(p) if p == filter.phase => {}
+        Some(p) if p == first.phase => {}
         other => out.push(finding(
             r,
             "spec.phase",
             format!(
-                "must be {} for {} (is {}): the identity and filter-state contracts assume auth, rate limit, access log, token usage",
-                filter.phase,
+                "must be {} for {}{} (is {}): the identity and filter-state contracts assume auth, rate limit, access log, token usage",
+                first.phase,
                 filter.name,
+                if first.name == filter.name {
+                    String::new()
+                } else {
+                    format!(" (first stage {})", first.name)
+                },
                 other.unwrap_or("unset")
             ),
         )),
@@ -265,7 +271,12 @@ fn may_share_workload(a: &Resource, b: &Resource) -> bool {
     shared_mode && (subset(&la, &lb) || subset(&lb, &la))
 }
 
-fn check_order(plugins: &[(&Resource, &Filter)], out: &mut Vec<Finding>) {
+fn check_order(plugins: &[(&Resource, &'static Filter)], out: &mut Vec<Finding>) {
+    // An mcp-mesh plugin takes its first stage's place in the chain.
+    let plugins: Vec<(&Resource, &Filter)> = plugins
+        .iter()
+        .map(|(r, f)| (*r, filters::first_section(f, r.value.pointer("/spec/pluginConfig"))))
+        .collect();
     for (i, (a, fa)) in plugins.iter().enumerate() {
         for (b, fb) in plugins.iter().skip(i + 1) {
             if fa.name == fb.name || !may_share_workload(a, b) {
