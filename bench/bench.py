@@ -29,7 +29,7 @@ import instructions  # noqa: E402
 import memory  # noqa: E402
 import sse  # noqa: E402
 import throughput  # noqa: E402
-from configs import upstream_bootstrap  # noqa: E402
+from configs import make_certs, upstream_bootstrap  # noqa: E402
 from machine import Machine  # noqa: E402
 from procs import start_envoy  # noqa: E402
 from report import Report  # noqa: E402
@@ -109,6 +109,12 @@ def main(argv: list[str]) -> int:
         upstream = start_envoy(workdir / "upstream", "upstream", upstream_bootstrap(), concurrency=2)
         session.track(upstream)
         session.upstream_port = upstream.port
+        # TLS both ways for the sidecar-like configurations.
+        session.certs = make_certs(workdir / "certs")
+        upstream_tls = start_envoy(workdir / "upstream-tls", "upstream-tls", upstream_bootstrap(session.certs),
+                                   concurrency=2)
+        session.track(upstream_tls)
+        session.upstream_tls_port = upstream_tls.port
         log(f"upstream Envoy (direct_response) on :{upstream.port}; work folder {workdir}")
         for name in sections:
             t = time.monotonic()
@@ -125,7 +131,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     machine.finish(time.monotonic() - started)
 
-    report = Report(machine, opts, command)
+    report = Report(machine, opts, command, charts_dir=out.parent / "charts" if out else None)
     report.header()
     report.machine()
     report.wasm()

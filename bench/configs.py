@@ -15,6 +15,7 @@ import copy
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,9 @@ class Setup:
     layout: str = "standalone"
     # The no-op module's pluginConfig: "<host call> <n>" prices one host call.
     probe: str = ""
+    # Sidecar-like: TLS from the client and TLS to the upstream, as mTLS in
+    # a mesh costs (certificates made at run time, `make_certs`).
+    tls: bool = False
 
 
 def throughput_setups() -> list[Setup]:
@@ -242,6 +246,9 @@ def throughput_setups() -> list[Setup]:
               what="the four standalone modules + the access log"),
         Setup("composed chain", tuple(FILTERS), access_log="ours", layout="composed",
               what="mcp-mesh.wasm with the four stages + the access log"),
+        Setup("bare TLS", tls=True, what="router only, TLS from the client and to the upstream: a sidecar's floor"),
+        Setup("composed chain TLS", tuple(FILTERS), access_log="ours", layout="composed", tls=True,
+              what="the composed chain behind TLS both ways"),
         Setup("native api_key_auth", native=(native_api_key_auth(1),),
               what="envoy.filters.http.api_key_auth, same header, same key count"),
         Setup("native local_ratelimit", native=(unlimited,),
@@ -255,16 +262,55 @@ def _is_filter_state(value: str) -> bool:
     return isinstance(value, str) and "%FILTER_STATE(" in value
 
 
+def make_certs(folder: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1 / localhost, made now."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+def _tls_socket(kind: str, certs: tuple[Path, Path] | None) -> dict:
+    context: dict = {"@type": f"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{kind}TlsContext"}
+    if certs:
+        cert, key = certs
+        context["common_tls_context"] = {"tls_certificates": [{
+            "certificate_chain": {"filename": str(cert)}, "private_key": {"filename": str(key)}}]}
+    else:
+        context["sni"] = "localhost"
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def with_tls(b: dict, certs: tuple[Path, Path]) -> None:
+    """TLS on the listener and on every upstream cluster of bootstrap `b`."""
+    for listener in b["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            chain["transport_socket"] = _tls_socket("Downstream", certs)
+    for cluster in b["static_resources"].get("clusters", []):
+        if cluster["name"] in ("mcp_debate", "llm_provider"):
+            cluster["transport_socket"] = _tls_socket("Upstream", None)
+
+
 def bootstrap(
     setup: Setup,
     workdir: Path,
     upstreams: dict[str, int],
     configs: dict[str, dict] | None = None,
+    certs: tuple[Path, Path] | None = None,
 ) -> dict:
     """local/envoy.yaml turned into `setup`: its filters (with bench
-    pluginConfigs), natives inserted before the router, its access log."""
+    pluginConfigs), natives inserted before the router, its access log, and
+    TLS both ways for a `tls` setup (`certs` then required)."""
 
     def mutate(b: dict) -> None:
+        if setup.tls:
+            if certs is None:
+                raise ValueError(f"{setup.name} needs certificates")
+            with_tls(b, certs)
         manager = hcm(b)
         if setup.access_log is None:
             manager.pop("access_log", None)
@@ -307,9 +353,10 @@ LLM_RESPONSE = {
 }
 
 
-def upstream_bootstrap() -> dict:
+def upstream_bootstrap(certs: tuple[Path, Path] | None = None) -> dict:
     """A second Envoy answering every request itself (direct_response): a
-    loopback upstream much faster than the proxy it serves."""
+    loopback upstream much faster than the proxy it serves (over TLS with
+    `certs`)."""
 
     def answer(prefix: str, body: dict) -> dict:
         return {
@@ -321,7 +368,7 @@ def upstream_bootstrap() -> dict:
             }],
         }
 
-    return {
+    b = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "listeners": [{
@@ -347,3 +394,6 @@ def upstream_bootstrap() -> dict:
             }],
         },
     }
+    if certs:
+        with_tls(b, certs)
+    return b

@@ -21,6 +21,7 @@ import http.client
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,9 @@ def setups() -> list[Setup]:
         named("token-usage-metrics", "an MCP request: not an LLM call"),
         named("full chain"),
         named("composed chain"),
+        # TLS from the client (the route answers itself: no upstream here).
+        named("bare TLS", "router only, TLS from the client"),
+        named("composed chain TLS", "the composed chain, TLS from the client"),
         # Bisection of debate-access-log: the filter without the filter-state
         # fields in the log line, and those fields (and the CEL sampling
         # filter) without the filter.
@@ -124,16 +128,16 @@ def _with_noop(b: dict, probe: str) -> None:
     chain.insert(0, noop)
 
 
-def _bootstrap(setup: Setup, workdir: Path, upstream_port: int) -> dict:
+def _bootstrap(setup: Setup, workdir: Path, upstream_port: int, certs=None) -> dict:
     if setup.filters == ("noop",):
         # Borrow api-key-auth's slot and replace it.
         real = replace(setup, filters=("api-key-auth",))
         b = bootstrap(real, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
-                      plugin_configs())
+                      plugin_configs(), certs)
         _with_noop(b, setup.probe)
     else:
         b = bootstrap(setup, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
-                      plugin_configs())
+                      plugin_configs(), certs)
     _direct_mcp(b)
     return b
 
@@ -162,11 +166,11 @@ def _send(conn: http.client.HTTPConnection, n: int) -> None:
             raise RuntimeError(f"{req.path} answered {r.status}")
 
 
-def measure(setup: Setup, workdir: Path, upstream_port: int, log) -> Count:
+def measure(setup: Setup, workdir: Path, upstream_port: int, log, certs=None) -> Count:
     count = Count(setup.name, setup.what)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "envoy.json"
-    config.write_text(json.dumps(_bootstrap(setup, workdir, upstream_port), indent=1))
+    config.write_text(json.dumps(_bootstrap(setup, workdir, upstream_port, certs), indent=1))
     admin_file, log_path = workdir / "admin", workdir / "envoy.log"
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out.%p",
@@ -178,7 +182,8 @@ def measure(setup: Setup, workdir: Path, upstream_port: int, log) -> Count:
     proc = ChildProcess("envoy", argv, workdir, cwd=REPO)
     try:
         _admin_port, port = wait_until_ready(proc, admin_file, log_path, 600)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=120, context=ssl._create_unverified_context())
+                if setup.tls else http.client.HTTPConnection("127.0.0.1", port, timeout=120))
         _send(conn, WARMUP)
         for _ in range(MEASUREMENTS):
             subprocess.run(["callgrind_control", "-z", str(proc.proc.pid)], check=True, capture_output=True)
@@ -207,7 +212,7 @@ def run(session, log) -> list[Count]:
 
     def one(setup: Setup) -> Count:
         return measure(setup, session.workdir / "callgrind" / setup.name.replace(" ", "_"),
-                       session.upstream_port, log)
+                       session.upstream_port, log, session.certs)
 
     chosen = setups()
     if session.options.only:

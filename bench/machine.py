@@ -13,8 +13,11 @@ from pathlib import Path
 from harness.envoy import DIST, ENVOY_BIN, FILTERS, REPO
 
 # Targets from the benchmark issue; 1 KB = 1000 bytes (the stricter reading).
+# Issue 13: each standalone module, api-key-auth (with JWT), the composed one.
 WASM_TARGET_BYTES = 200_000
-WASM_TARGET_JWT_BYTES = 500_000
+WASM_TARGET_JWT_BYTES = 350_000
+WASM_TARGET_COMPOSED_BYTES = 600_000
+MODULES = [*FILTERS, "mcp-mesh"]
 
 
 def _run(argv: list[str]) -> str:
@@ -77,7 +80,7 @@ class Machine:
         m.commit = _run(["git", "rev-parse", "--short=12", "HEAD"])
         m.dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--", "filters", "Cargo.lock"]))
         m.load_start = os.getloadavg()
-        m.wasm = {f: (DIST / f"{f}.wasm").stat().st_size for f in FILTERS if (DIST / f"{f}.wasm").exists()}
+        m.wasm = {f: (DIST / f"{f}.wasm").stat().st_size for f in MODULES if (DIST / f"{f}.wasm").exists()}
         m._jiffies_start = _busy_jiffies()
         m._own_start = _own_cpu_seconds()
         return m

@@ -41,6 +41,9 @@ class Session:
     options: Options
     workdir: Path
     upstream_port: int = 0
+    # The same upstream over TLS, and the certificate both sides use.
+    upstream_tls_port: int = 0
+    certs: tuple[Path, Path] | None = None
     running: list = field(default_factory=list)
     envoy_commands: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -65,9 +68,12 @@ class Session:
         slug = setup.name.replace(" ", "-").replace("_", "-")
         name = f"{self._count:02d}-{slug}-w{workers}"
         folder = self.workdir / name
-        ups = {"mcp_debate": self.upstream_port, "llm_provider": self.upstream_port, **(upstreams or {})}
-        b = bootstrap(setup, folder, ups, configs)
+        port = self.upstream_tls_port if setup.tls else self.upstream_port
+        ups = {"mcp_debate": port, "llm_provider": port, **(upstreams or {})}
+        b = bootstrap(setup, folder, ups, configs, self.certs)
         envoy = self.track(start_envoy(folder, name, b, workers))
+        if setup.tls:
+            envoy.url = envoy.url.replace("http://", "https://", 1)
         command = " ".join(envoy.argv).replace(str(self.workdir), "$WORK").replace(str(ENVOY_BIN), ".venv/bin/envoy")
         self.envoy_commands.setdefault(f"{setup.name} w{workers}", command)
         return envoy

@@ -9,6 +9,7 @@ order, so slow drifts of a shared machine hit every configuration alike.
 from __future__ import annotations
 
 import http.client
+import ssl
 import statistics
 from dataclasses import dataclass, field
 
@@ -76,8 +77,10 @@ class Cell:
 def _probe(url: str, request) -> tuple[int, bytes]:
     """One request by hand: every configuration must answer the bench's
     requests with 2xx (a 401 or 429 would measure the wrong thing)."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    tls = url.startswith("https://")
+    host, port = url.removeprefix("https://" if tls else "http://").split(":")
+    conn = (http.client.HTTPSConnection(host, int(port), timeout=10, context=ssl._create_unverified_context())
+            if tls else http.client.HTTPConnection(host, int(port), timeout=10))
     try:
         conn.request(request.method, request.path, body=request.body, headers=request.headers)
         resp = conn.getresponse()
