@@ -162,7 +162,7 @@ oci-tools: .tools/oci-tools.stamp
 run: build venv
 	$(PY) local/run.py
 
-# Not part of `make test`: about 15 minutes: callgrind instruction counts, then load on loopback (installs wrk and valgrind
+# Not part of `make test`: about 22 minutes: callgrind instruction counts, then load on loopback (installs wrk and valgrind
 # if missing), prints and writes bench/RESULTS.md. BENCH_ARGS go to bench/run.sh.
 # BENCH_STARTED (read before the build) keeps build + bench within the budget.
 bench: BENCH_STARTED := $(shell date +%s)

@@ -1,4 +1,4 @@
-"""Envoy's memory with the full chain: resident set at start, while and after
+"""Envoy's memory with the composed chain (the shipped layout): resident set at start, while and after
 serving a million requests spread over 100,000 organizations, with 2
 workers. Each organization has its own signed API token (HS256 JWT from the
 bench's issuer, added to api-key-auth's shipped config); wrk rotates through
@@ -71,10 +71,12 @@ def run(session: Session, log) -> MemoryRun:
     tokens = session.workdir / "tokens.txt"
     tokens.write_text("\n".join(bench_jwts(opts.memory_orgs)) + "\n")
     result = MemoryRun(opts.memory_orgs, opts.memory_requests, len(json.dumps(configs["api-key-auth"])))
-    envoy = session.start(Setup("full chain", tuple(FILTERS), access_log="ours"), 2, configs=configs)
+    # The shipped layout: the four stages in mcp-mesh.wasm.
+    envoy = session.start(Setup("composed chain", tuple(FILTERS), access_log="ours", layout="composed"), 2,
+                          configs=configs)
     time.sleep(1.0)  # let start-up allocations settle
     result.rss_start_kib = envoy.memory()["VmRSS"]
-    log(f"  full chain, {opts.memory_orgs:,} organizations with a token each: "
+    log(f"  composed chain, {opts.memory_orgs:,} organizations with a token each: "
         f"RSS at start {result.rss_start_kib / 1024:.1f} MiB")
     spec = rotating_mcp_request().write(session.workdir / "request-rotate.txt")
 

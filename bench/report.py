@@ -346,7 +346,7 @@ class Report:
         self.add("")
 
     def memory(self, r: MemoryRun) -> None:
-        self.targets.append((f"memory, full chain: RSS after {r.requests:,} requests over {r.orgs:,} organizations "
+        self.targets.append((f"memory, composed chain: RSS after {r.requests:,} requests over {r.orgs:,} organizations "
                              "(no target; reported)",
                              f"{_mib(r.rss_start_kib)} → {_mib(r.rss_end_kib)} MiB", None))
         self.add(
