@@ -134,7 +134,8 @@ class Report:
             ok = size <= target
             self.add(f"| {name} | {size:,} | {size / 1000:.0f} | {target // 1000} KB{' (with JWT)' if target == WASM_TARGET_JWT_BYTES else ''} | {_mark(ok)} |")
             self.targets.append((f"{name}.wasm ≤ {target // 1000} KB", f"{size / 1000:.0f} KB", ok))
-        self.add("")
+        self.add("", "What the bytes are made of, and what would shrink them: "
+                 "[docs/performance.md](../docs/performance.md#module-size).", "")
 
     def throughput(self, cells: list[Cell]) -> None:
         o = self.o
@@ -302,7 +303,8 @@ class Report:
                     self.add(f"| {name} | failed: {c.error} | {c.what} |")
                 else:
                     self.add(f"| {name} | {(c.value - noop) / PROBE_CALLS:,.0f} | {c.what} |")
-            self.add("")
+            self.add("", "How the filters' counts add up from these prices, and why the targets are out of reach: "
+                     "[docs/performance.md](../docs/performance.md#why-the-targets-are-out-of-reach-in-host-calls).", "")
 
     def sse(self, runs: list[SseRun]) -> None:
         self.add(

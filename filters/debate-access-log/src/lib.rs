@@ -7,7 +7,7 @@
 //! there covers every request, including those that auth or rate limiting
 //! answered before this filter saw them, and those whose upstream reset.
 //!
-//! `config`, `path_pattern`, `trace_context`, `sampling`, `record`,
+//! `config`, `settings` (the config compiled), `path_pattern`, `trace_context`, `sampling`, `record`,
 //! `response_watch` and `stats` are
 //! host-free and tested natively; `stage` runs them per request, host-free
 //! too; the standalone module in `filter` (wasm build, feature `module`) is
@@ -18,6 +18,7 @@ pub mod path_pattern;
 pub mod record;
 pub mod response_watch;
 pub mod sampling;
+pub mod settings;
 pub mod stage;
 pub mod stats;
 pub mod trace_context;

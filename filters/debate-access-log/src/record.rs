@@ -7,9 +7,9 @@
 //! rate limiting answered before it (Envoy still hands the request headers to
 //! the log phase).
 
-use crate::config::{Settings, Source};
 use crate::response_watch::error_text;
 use crate::sampling::{self, Outcome, SampleKey, Verdict};
+use crate::settings::{Settings, Source};
 use crate::trace_context::{self, TraceContext};
 use mesh_core::identity::state;
 use mesh_core::jsonrpc::{id_to_text, RequestFacts};

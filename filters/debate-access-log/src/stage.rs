@@ -2,10 +2,11 @@
 //! by (at most the cap, keeping no copy), watch the response for an MCP
 //! error, and in the log phase write the record's facts to filter state.
 
-use crate::config::{Config, Settings};
+use crate::config::Config;
 use crate::record::{self, BodyFacts, Headers};
 use crate::response_watch::ResponseWatch;
 use crate::sampling::{Outcome, Verdict};
+use crate::settings::Settings;
 use crate::stats;
 use mesh_core::config_error::{self, ConfigError};
 use mesh_core::jsonrpc;

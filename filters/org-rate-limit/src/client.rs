@@ -9,48 +9,13 @@
 //! `trusted_hops` entries from the right, like Istio's `numTrustedProxies`, or
 //! a single-value header such as `x-envoy-external-address`.
 
-use serde::Deserialize;
+use crate::config::{AnonymousClient, ClientSource};
 
 /// Longest client key kept (an IPv6 address is at most 45 characters).
 const MAX_CLIENT_LEN: usize = 45;
 
 /// The key of clients whose address cannot be read: they share one bucket.
 pub const UNKNOWN_CLIENT: &str = "unknown";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ClientSource {
-    /// The downstream peer address.
-    SourceAddress,
-    /// The header named in `header`.
-    Header,
-    /// One anonymous bucket per route class for everyone (the old behaviour).
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, default)]
-pub struct AnonymousClient {
-    pub from: ClientSource,
-    /// With `from: header`: the header (`x-forwarded-for`, or a one-value
-    /// header such as `x-envoy-external-address`).
-    pub header: String,
-    /// With `from: header`: comma-separated entries skipped from the right
-    /// (the ones your own proxies appended).
-    pub trusted_hops: u32,
-}
-
-impl Default for AnonymousClient {
-    fn default() -> Self {
-        Self {
-            from: ClientSource::SourceAddress,
-            header: "x-forwarded-for".into(),
-            trusted_hops: 0,
-        }
-    }
-}
 
 /// The client key of one anonymous request from the raw value read (the
 /// `source.address` property or the header), or [`UNKNOWN_CLIENT`].

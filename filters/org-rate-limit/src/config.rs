@@ -23,8 +23,6 @@
 //! and ratelimit filters where one exists (`failure_mode` after
 //! `failure_mode_deny`, `domain`, `timeout`, descriptors).
 
-use crate::client::{AnonymousClient, ClientSource};
-use crate::global::GlobalConfig;
 use mesh_core::config_error::{ConfigError, Validate};
 use mesh_core::identity::{check_identity_header, header};
 use mesh_core::token_bucket::{Limit, MAX_BURST};
@@ -516,6 +514,163 @@ impl Config {
     /// The bucket limit of a validated spec (validation proved it exists).
     pub(crate) fn limit_of(spec: &LimitSpec) -> Option<Limit> {
         spec.limit("").ok()
+    }
+}
+
+// ---- the rate-limit service (`global`; its descriptors are built in `global`) ----
+
+/// Where a descriptor entry's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The organization (`anonymous` for the shared anonymous bucket).
+    Org,
+    /// The plan the request is charged under (or `organization`).
+    Plan,
+    /// The route class (`default` when none matches).
+    RouteClass,
+    /// The JSON-RPC method (body read up to `max_body_bytes`).
+    McpMethod,
+    /// The tool of a `tools/call`.
+    Tool,
+    /// The HTTP method.
+    HttpMethod,
+}
+
+/// `{"key": "org_id", "from": "org"}` or `{"key": "tier", "value": "gold"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorEntry {
+    pub key: String,
+    #[serde(default)]
+    pub from: Option<Source>,
+    /// A fixed value (like Envoy's `generic_key`).
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Envoy cluster (HTTP/2) of the rate-limit service.
+    pub cluster: String,
+    /// `RateLimitRequest.domain` (the Limitador namespace).
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Per-call deadline; then `failure_mode` applies.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_descriptors")]
+    pub descriptors: Vec<Vec<DescriptorEntry>>,
+    /// Overrides the top-level `failure_mode` for service errors and timeouts.
+    #[serde(default)]
+    pub failure_mode: Option<FailMode>,
+}
+
+fn default_domain() -> String {
+    "mcp".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    20
+}
+
+fn default_descriptors() -> Vec<Vec<DescriptorEntry>> {
+    let entry = |key: &str, from| DescriptorEntry {
+        key: key.into(),
+        from: Some(from),
+        value: None,
+    };
+    vec![vec![
+        entry("plan", Source::Plan),
+        entry("org_id", Source::Org),
+    ]]
+}
+
+impl GlobalConfig {
+    pub fn validate_in(&self, field: &str) -> Result<(), ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.cluster"),
+                "must not be empty",
+            ));
+        }
+        if self.domain.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.domain"),
+                "must not be empty",
+            ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(ConfigError::new(
+                format!("{field}.timeout_ms"),
+                "must be 1..=60000",
+            ));
+        }
+        if self.descriptors.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.descriptors"),
+                "must not be empty",
+            ));
+        }
+        for (i, d) in self.descriptors.iter().enumerate() {
+            if d.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{field}.descriptors[{i}]"),
+                    "needs at least one entry",
+                ));
+            }
+            for (j, e) in d.iter().enumerate() {
+                let f = format!("{field}.descriptors[{i}][{j}]");
+                if e.key.is_empty() {
+                    return Err(ConfigError::new(format!("{f}.key"), "must not be empty"));
+                }
+                if e.from.is_some() == e.value.is_some() {
+                    return Err(ConfigError::new(f, "set exactly one of from and value"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- anonymous clients (`anonymous_client`; the key is made in `client`) ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSource {
+    /// The downstream peer address.
+    SourceAddress,
+    /// The header named in `header`.
+    Header,
+    /// One anonymous bucket per route class for everyone (the old behaviour).
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousClient {
+    pub from: ClientSource,
+    /// With `from: header`: the header (`x-forwarded-for`, or a one-value
+    /// header such as `x-envoy-external-address`).
+    pub header: String,
+    /// With `from: header`: comma-separated entries skipped from the right
+    /// (the ones your own proxies appended).
+    pub trusted_hops: u32,
+}
+
+impl Default for AnonymousClient {
+    fn default() -> Self {
+        Self {
+            from: ClientSource::SourceAddress,
+            header: "x-forwarded-for".into(),
+            trusted_hops: 0,
+        }
     }
 }
 

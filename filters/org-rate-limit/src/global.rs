@@ -19,87 +19,14 @@
 //! with no descriptor left is not limited globally. `hits_addend` is the
 //! request's cost.
 
-use crate::config::FailMode;
+use crate::config::{GlobalConfig, Source};
 use crate::rules::{Target, ANONYMOUS};
-use mesh_core::config_error::ConfigError;
 use mesh_core::jsonrpc::RequestFacts;
-use serde::Deserialize;
-
-/// Where a descriptor entry's value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The organization (`anonymous` for the shared anonymous bucket).
-    Org,
-    /// The plan the request is charged under (or `organization`).
-    Plan,
-    /// The route class (`default` when none matches).
-    RouteClass,
-    /// The JSON-RPC method (body read up to `max_body_bytes`).
-    McpMethod,
-    /// The tool of a `tools/call`.
-    Tool,
-    /// The HTTP method.
-    HttpMethod,
-}
 
 impl Source {
     fn needs_body(self) -> bool {
         matches!(self, Source::McpMethod | Source::Tool)
     }
-}
-
-/// `{"key": "org_id", "from": "org"}` or `{"key": "tier", "value": "gold"}`.
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct DescriptorEntry {
-    pub key: String,
-    #[serde(default)]
-    pub from: Option<Source>,
-    /// A fixed value (like Envoy's `generic_key`).
-    #[serde(default)]
-    pub value: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct GlobalConfig {
-    /// Envoy cluster (HTTP/2) of the rate-limit service.
-    pub cluster: String,
-    /// `RateLimitRequest.domain` (the Limitador namespace).
-    #[serde(default = "default_domain")]
-    pub domain: String,
-    /// Per-call deadline; then `failure_mode` applies.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    #[serde(default = "default_descriptors")]
-    pub descriptors: Vec<Vec<DescriptorEntry>>,
-    /// Overrides the top-level `failure_mode` for service errors and timeouts.
-    #[serde(default)]
-    pub failure_mode: Option<FailMode>,
-}
-
-fn default_domain() -> String {
-    "mcp".into()
-}
-
-fn default_timeout_ms() -> u64 {
-    20
-}
-
-fn default_descriptors() -> Vec<Vec<DescriptorEntry>> {
-    let entry = |key: &str, from| DescriptorEntry {
-        key: key.into(),
-        from: Some(from),
-        value: None,
-    };
-    vec![vec![
-        entry("plan", Source::Plan),
-        entry("org_id", Source::Org),
-    ]]
 }
 
 /// What the descriptors can be built from, for one request.
@@ -110,51 +37,6 @@ pub struct Facts<'a> {
 }
 
 impl GlobalConfig {
-    pub fn validate_in(&self, field: &str) -> Result<(), ConfigError> {
-        if self.cluster.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.cluster"),
-                "must not be empty",
-            ));
-        }
-        if self.domain.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.domain"),
-                "must not be empty",
-            ));
-        }
-        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            return Err(ConfigError::new(
-                format!("{field}.timeout_ms"),
-                "must be 1..=60000",
-            ));
-        }
-        if self.descriptors.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.descriptors"),
-                "must not be empty",
-            ));
-        }
-        for (i, d) in self.descriptors.iter().enumerate() {
-            if d.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{field}.descriptors[{i}]"),
-                    "needs at least one entry",
-                ));
-            }
-            for (j, e) in d.iter().enumerate() {
-                let f = format!("{field}.descriptors[{i}][{j}]");
-                if e.key.is_empty() {
-                    return Err(ConfigError::new(format!("{f}.key"), "must not be empty"));
-                }
-                if e.from.is_some() == e.value.is_some() {
-                    return Err(ConfigError::new(f, "set exactly one of from and value"));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// True when a descriptor needs the JSON-RPC body.
     pub fn needs_body(&self) -> bool {
         self.descriptors

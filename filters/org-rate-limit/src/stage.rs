@@ -5,7 +5,8 @@
 //! until the facts settle; nothing of it reaches the upstream before the
 //! decision.
 
-use crate::client::{self, ClientSource};
+use crate::client;
+use crate::config::ClientSource;
 use crate::config::{Config, Limiter, Mode};
 use crate::decide::{self, Decision, LocalReply};
 use crate::global::Facts;

@@ -2,8 +2,9 @@
 //! loader (the exact code `on_configure` runs in the sidecar), its Istio phase
 //! and its place in the chain.
 
-use mesh_core::config_error::{self, ConfigError, Validate};
-use serde::de::DeserializeOwned;
+use mesh_core::config_error::ConfigError;
+use mesh_core::mock_host::MockHost;
+use mesh_core::stage::Host;
 use serde_json::Value;
 
 pub struct Filter {
@@ -45,8 +46,13 @@ impl Filter {
     }
 }
 
-fn load_as<T: DeserializeOwned + Validate>(json: &[u8]) -> Result<(), ConfigError> {
-    config_error::load::<T>(json).map(drop)
+/// What a module's `on_configure` runs: parse, validate and compile its
+/// stages (against a host in memory).
+type Build =
+    fn(&[u8], &dyn Host) -> Result<Vec<std::rc::Rc<dyn mesh_core::stage::Stage>>, ConfigError>;
+
+fn load_with(build: Build, json: &[u8]) -> Result<(), ConfigError> {
+    build(json, &MockHost::default()).map(drop)
 }
 
 fn schema_of<T: schemars::JsonSchema>() -> Value {
@@ -58,28 +64,28 @@ pub const FILTERS: [Filter; 4] = [
         name: "api-key-auth",
         phase: "AUTHN",
         rank: 0,
-        load: load_as::<api_key_auth::config::Config>,
+        load: |json| load_with(api_key_auth::stage::build, json),
         schema: schema_of::<api_key_auth::config::Config>,
     },
     Filter {
         name: "org-rate-limit",
         phase: "AUTHZ",
         rank: 1,
-        load: load_as::<org_rate_limit::config::Config>,
+        load: |json| load_with(org_rate_limit::stage::build, json),
         schema: schema_of::<org_rate_limit::config::Config>,
     },
     Filter {
         name: "debate-access-log",
         phase: "STATS",
         rank: 2,
-        load: load_as::<debate_access_log::config::Config>,
+        load: |json| load_with(debate_access_log::stage::build, json),
         schema: schema_of::<debate_access_log::config::Config>,
     },
     Filter {
         name: "token-usage-metrics",
         phase: "STATS",
         rank: 3,
-        load: load_as::<token_usage_metrics::config::Config>,
+        load: |json| load_with(token_usage_metrics::stage::build, json),
         schema: schema_of::<token_usage_metrics::config::Config>,
     },
 ];
@@ -91,7 +97,7 @@ pub static COMPOSED: Filter = Filter {
     name: "mcp-mesh",
     phase: "AUTHN",
     rank: 0,
-    load: load_as::<mcp_mesh::Config>,
+    load: |json| load_with(mcp_mesh::build, json),
     schema: schema_of::<mcp_mesh::Config>,
 };
 
@@ -121,10 +127,7 @@ pub fn first_section(module: &'static Filter, config: Option<&Value>) -> &'stati
 }
 
 pub fn names() -> String {
-    modules()
-        .map(|f| f.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    modules().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -149,8 +152,14 @@ mod tests {
     #[test]
     fn mcp_mesh_takes_the_phase_of_its_first_section() {
         let config = serde_json::json!({"debate_access_log": {}, "org_rate_limit": {}});
-        assert_eq!(first_section(&COMPOSED, Some(&config)).name, "org-rate-limit");
-        assert_eq!(first_section(&FILTERS[2], Some(&config)).name, "debate-access-log");
+        assert_eq!(
+            first_section(&COMPOSED, Some(&config)).name,
+            "org-rate-limit"
+        );
+        assert_eq!(
+            first_section(&FILTERS[2], Some(&config)).name,
+            "debate-access-log"
+        );
         assert!(COMPOSED.load(b"{}").is_err(), "no section enabled");
         COMPOSED
             .load(br#"{"token_usage_metrics": {}}"#)

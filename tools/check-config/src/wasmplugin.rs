@@ -275,7 +275,12 @@ fn check_order(plugins: &[(&Resource, &'static Filter)], out: &mut Vec<Finding>)
     // An mcp-mesh plugin takes its first stage's place in the chain.
     let plugins: Vec<(&Resource, &Filter)> = plugins
         .iter()
-        .map(|(r, f)| (*r, filters::first_section(f, r.value.pointer("/spec/pluginConfig"))))
+        .map(|(r, f)| {
+            (
+                *r,
+                filters::first_section(f, r.value.pointer("/spec/pluginConfig")),
+            )
+        })
         .collect();
     for (i, (a, fa)) in plugins.iter().enumerate() {
         for (b, fb) in plugins.iter().skip(i + 1) {
