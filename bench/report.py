@@ -16,7 +16,7 @@ from machine import MODULES, WASM_TARGET_BYTES, WASM_TARGET_COMPOSED_BYTES, WASM
 from memory import MemoryRun
 from session import Options
 from sse import PAUSE_MS, SseRun
-from throughput import Cell
+from throughput import REQUESTS_BY_SETUP, Cell
 from traffic import MCP_BODY
 
 # Issue 13's targets. (configuration, minimum capacity vs bare: bare's Envoy
@@ -170,7 +170,9 @@ class Report:
             for c in [c for c in cells if c.workers == workers]:
                 bare = by_key.get(("bare", c.request, workers))
                 ratio = c.rps / bare.rps if bare and bare.rps else None
-                target = BARE_TARGETS.get(c.setup.name) if workers == 1 and c.request == "mcp" else None
+                # Judged on each configuration's own (first) request: llm for token usage.
+                own = REQUESTS_BY_SETUP.get(c.setup.name, ("mcp",))[0]
+                target = BARE_TARGETS.get(c.setup.name) if workers == 1 and c.request == own else None
                 added = c.cpu_us_per_request - bare.cpu_us_per_request if bare and c is not bare else None
                 capacity = bare.cpu_us_per_request / c.cpu_us_per_request if bare and c.cpu_us_per_request else None
                 ok = None if target is None or capacity is None else capacity >= target
