@@ -74,3 +74,26 @@ def test_non_utf8_headers_never_abort_a_filter(envoy_factory, upstream, name, pa
         assert r.status < 500, (r.status, r.body, envoy.log()[-2000:])
     assert "panicked" not in envoy.log()
     assert "Uncaught RuntimeError" not in envoy.log()
+
+
+def test_counters_with_known_labels_exist_at_zero_before_any_traffic(envoy_factory):
+    """`rate()` over a series that does not exist yet returns nothing, not 0:
+    every counter whose labels are all known from the config is there from
+    the start (the token series with an organization or a model come with
+    their first call)."""
+    envoy = envoy_factory()
+    m = envoy.metric
+    auth = envoy.plugin("api-key-auth")
+    assert m("mcp_auth_requests_total", decision="denied", reason="key_expired", plugin=auth) == 0
+    assert m("mcp_auth_requests_total", decision="allowed", reason="jwt", plugin=auth) == 0
+    assert m("mcp_ratelimit_requests_total", decision="limited", plan="free") == 0
+    assert m("mcp_ratelimit_requests_total", decision="fail_open", plan="enterprise") == 0
+    assert m("mcp_ratelimit_service_errors_total", reason="timeout") == 0
+    assert m("mcp_ratelimit_bucket_overflow_total") == 0
+    assert m("mcp_access_log_requests_total", decision="dropped") == 0
+    assert m("mcp_access_log_body_truncated_total") == 0
+    for provider in ["openai", "anthropic", "gcp.gemini", "vllm"]:
+        for reason in ["not_reported", "truncated", "compressed", "too_large", "unparsable"]:
+            assert m("mcp_llm_usage_missing_total", gen_ai_provider_name=provider, reason=reason,
+                     service="mcp-llm") == 0, (provider, reason)
+        assert m("mcp_llm_sse_events_skipped_total", gen_ai_provider_name=provider, service="mcp-llm") == 0

@@ -69,6 +69,13 @@ impl Api {
     }
 
     /// The `gen_ai.provider.name` to report when the host says nothing more.
+    pub const ALL: [Api; 4] = [
+        Api::OpenAiChat,
+        Api::OpenAiResponses,
+        Api::AnthropicMessages,
+        Api::Gemini,
+    ];
+
     pub fn default_provider(self) -> &'static str {
         match self {
             Api::OpenAiChat | Api::OpenAiResponses => "openai",
@@ -188,6 +195,14 @@ pub enum MissingReason {
 }
 
 impl MissingReason {
+    pub const ALL: [MissingReason; 5] = [
+        MissingReason::NotReported,
+        MissingReason::Truncated,
+        MissingReason::Compressed,
+        MissingReason::TooLarge,
+        MissingReason::Unparsable,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             MissingReason::NotReported => "not_reported",

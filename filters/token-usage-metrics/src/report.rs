@@ -18,7 +18,7 @@
 //! three only when non-zero. Outcomes: `ok`, `error`, `usage_missing`.
 
 use mesh_core::identity::state;
-use mesh_core::llm_usage::{Outcome, Usage};
+use mesh_core::llm_usage::{MissingReason, Outcome, Usage};
 use mesh_core::log_value::clean;
 use mesh_core::metrics::{labeled, CardinalityCap, UNKNOWN};
 use std::collections::BTreeMap;
@@ -29,6 +29,40 @@ pub const REQUEST_TOKENS: &str = "mcp_llm_request_tokens";
 pub const USAGE_MISSING_TOTAL: &str = "mcp_llm_usage_missing_total";
 /// SSE events over `max_sse_event_bytes`, skipped (their usage, if any, lost).
 pub const SSE_EVENTS_SKIPPED_TOTAL: &str = "mcp_llm_sse_events_skipped_total";
+
+fn usage_missing_name(provider: &str, reason: MissingReason, service: &str) -> String {
+    labeled(
+        USAGE_MISSING_TOTAL,
+        &[
+            ("gen_ai_provider_name", provider),
+            ("reason", reason.label()),
+            ("service", service),
+        ],
+    )
+}
+
+fn sse_skipped_name(provider: &str, service: &str) -> String {
+    labeled(
+        SSE_EVENTS_SKIPPED_TOTAL,
+        &[("gen_ai_provider_name", provider), ("service", service)],
+    )
+}
+
+/// The counters whose every label is known at configuration time (the
+/// providers this config can name, each usage-missing reason): defined then,
+/// so `rate()` over them is 0, not empty, before the first call. Series with
+/// an organization or a model appear with their first call.
+pub fn zero_series(providers: &[String], service: &str) -> Vec<String> {
+    providers
+        .iter()
+        .flat_map(|p| {
+            MissingReason::ALL
+                .iter()
+                .map(|r| usage_missing_name(p, *r, service))
+                .chain(std::iter::once(sse_skipped_name(p, service)))
+        })
+        .collect()
+}
 
 /// The facts of one finished call.
 #[derive(Debug, Clone, Default)]
@@ -128,23 +162,13 @@ impl Labels {
         )];
         if let Outcome::UsageMissing(reason) = outcome {
             out.push(Update::Counter(
-                labeled(
-                    USAGE_MISSING_TOTAL,
-                    &[
-                        ("gen_ai_provider_name", provider),
-                        ("reason", reason.label()),
-                        ("service", service),
-                    ],
-                ),
+                usage_missing_name(provider, reason, service),
                 1,
             ));
         }
         if call.skipped_events > 0 {
             out.push(Update::Counter(
-                labeled(
-                    SSE_EVENTS_SKIPPED_TOTAL,
-                    &[("gen_ai_provider_name", provider), ("service", service)],
-                ),
+                sse_skipped_name(provider, service),
                 call.skipped_events,
             ));
         }

@@ -43,6 +43,22 @@ pub fn match_path(config: &Config, path: &str) -> Option<Matched> {
     })
 }
 
+/// Every `gen_ai.provider.name` this config can give a call: its routes'
+/// and hosts' providers, the built-in hosts', and each API's default.
+pub fn known_providers(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .routes
+        .iter()
+        .filter_map(|r| r.provider.clone())
+        .chain(config.hosts.values().cloned())
+        .chain(KNOWN_HOSTS.iter().map(|(_, p)| (*p).to_string()))
+        .chain(Api::ALL.iter().map(|a| a.default_provider().to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `gen_ai.provider.name`: the config route's, else the upstream host's
 /// (config `hosts`, then the built-in table), else the API format's.
 pub fn provider(config: &Config, matched: &Matched, authority: Option<&str>) -> String {
@@ -82,6 +98,29 @@ mod tests {
     fn provider_of(path: &str, authority: Option<&str>) -> Option<String> {
         let c = config();
         match_path(&c, path).map(|m| provider(&c, &m, authority))
+    }
+
+    #[test]
+    fn known_providers_are_every_name_a_call_can_get() {
+        assert_eq!(
+            known_providers(&config()),
+            [
+                "anthropic",
+                "azure.ai.inference",
+                "azure.ai.openai",
+                "deepseek",
+                "gcp.gemini",
+                "gcp.vertex_ai",
+                "groq",
+                "mcp-llm",
+                "mistral_ai",
+                "openai",
+                "openai-proxy",
+                "perplexity",
+                "vllm",
+                "x_ai"
+            ]
+        );
     }
 
     #[test]

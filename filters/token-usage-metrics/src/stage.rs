@@ -32,13 +32,18 @@ pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default()
     });
+    let service = mesh_core::metrics::sanitize_label_value(&service);
+    // Counters whose labels are all known now exist at 0 from the start.
+    let ids = report::zero_series(&route::known_providers(&config), &service)
+        .into_iter()
+        .map(|name| {
+            let id = host.define_metric(MetricKind::Counter, &name);
+            (name, id)
+        })
+        .collect();
     let metrics = Metrics {
-        labels: Labels::new(
-            &mesh_core::metrics::sanitize_label_value(&service),
-            config.max_orgs,
-            config.max_models,
-        ),
-        ids: HashMap::new(),
+        labels: Labels::new(&service, config.max_orgs, config.max_models),
+        ids,
     };
     UsageStage(Rc::new(Shared {
         config,
@@ -271,5 +276,50 @@ impl Flow for UsageFlow {
     fn on_log(&mut self, _x: &mut Exchange, host: &mut dyn Host) {
         // Still open here: the stream was cut (reset, timeout, client gone).
         self.report(host, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::mock_host::MockHost;
+
+    #[test]
+    fn counters_with_known_labels_exist_before_the_first_call_and_count_on_it() {
+        // One host for the VM and its request: metric ids belong to the VM.
+        let mut host = MockHost::with_headers(&[(":method", "POST"), (":path", "/v1/messages")]);
+        let stage = compile(
+            config_error::load::<Config>(br#"{"service": "mcp-llm"}"#).unwrap_or_default(),
+            &host,
+        );
+        let not_reported = "gen_ai_provider_name=.=anthropic;.;reason=.=not_reported;.;service=.=mcp-llm;.;mcp_llm_usage_missing_total";
+        assert!(host.metric_names.borrow().iter().any(|n| n == not_reported));
+        assert_eq!(host.metric(not_reported), 0);
+        // A complete Anthropic answer without usage counts on that same series.
+        let mut flow = stage.start();
+        let mut x = Exchange::default();
+        assert_eq!(
+            flow.on_request_headers(&mut x, &mut host, true),
+            Step::Continue
+        );
+        host.response_headers = vec![
+            (":status".into(), b"200".to_vec()),
+            ("content-type".into(), b"application/json".to_vec()),
+        ];
+        flow.on_response_headers(&mut x, &mut host, false);
+        let body = br#"{"type":"message","model":"claude","content":[]}"#;
+        let room = flow.response_body_room(body.len());
+        let data = body.get(..room).unwrap_or_default();
+        flow.on_response_body(
+            &mut x,
+            &mut host,
+            Chunk {
+                data,
+                len: body.len(),
+                end: true,
+            },
+        );
+        flow.on_log(&mut x, &mut host);
+        assert_eq!(host.metric(not_reported), 1, "{:?}", host.metrics.borrow());
     }
 }
