@@ -85,26 +85,15 @@ impl Chain {
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> bool {
         let len = buffered.saturating_sub(self.seen);
-        let started = self.started.min(self.flows.len());
-        let room = self
+        let seen = self.seen;
+        let rooms = self
             .flows
             .iter()
-            .take(started)
-            .map(|f| f.request_body_room().min(len))
-            .max()
-            .unwrap_or(0);
-        let data = if room > 0 {
-            read(self.seen, room)
-        } else {
-            Vec::new()
-        };
-        for (i, flow) in self.flows.iter_mut().enumerate().take(started) {
-            let mine = flow.request_body_room().min(data.len());
-            let chunk = Chunk {
-                data: data.get(..mine).unwrap_or_default(),
-                len,
-                end,
-            };
+            .take(self.started)
+            .map(|f| f.request_body_room());
+        let data = copy_once(rooms, len, |room| read(seen, room));
+        for (i, flow) in self.flows.iter_mut().enumerate().take(self.started) {
+            let chunk = chunk_for(&data, flow.request_body_room(), len, end);
             match flow.on_request_body(&mut self.x, host, chunk) {
                 Step::Replied => {
                     self.hold = None;
@@ -118,8 +107,7 @@ impl Chain {
 
     /// True: the trailers (and the held body) go on.
     pub fn request_trailers(&mut self, host: &mut dyn Host) -> bool {
-        let started = self.started.min(self.flows.len());
-        for (i, flow) in self.flows.iter_mut().enumerate().take(started) {
+        for (i, flow) in self.flows.iter_mut().enumerate().take(self.started) {
             match flow.on_request_trailers(&mut self.x, host) {
                 Step::Replied => {
                     self.hold = None;
@@ -170,21 +158,14 @@ impl Chain {
         end: bool,
         read: &mut dyn FnMut(usize) -> Vec<u8>,
     ) {
-        let room = self
+        let rooms = self
             .flows
             .iter()
             .take(self.started)
-            .map(|f| f.response_body_room(len).min(len))
-            .max()
-            .unwrap_or(0);
-        let data = if room > 0 { read(room) } else { Vec::new() };
+            .map(|f| f.response_body_room(len));
+        let data = copy_once(rooms, len, read);
         for flow in self.flows.iter_mut().take(self.started) {
-            let mine = flow.response_body_room(len).min(data.len());
-            let chunk = Chunk {
-                data: data.get(..mine).unwrap_or_default(),
-                len,
-                end,
-            };
+            let chunk = chunk_for(&data, flow.response_body_room(len), len, end);
             flow.on_response_body(&mut self.x, host, chunk);
         }
     }
@@ -211,6 +192,28 @@ impl Chain {
             self.seen = 0;
             true
         }
+    }
+}
+
+/// Copies from Envoy once as many of the `len` new bytes as the stage with
+/// the most room wants (nothing when none wants any).
+fn copy_once(
+    rooms: impl Iterator<Item = usize>,
+    len: usize,
+    read: impl FnOnce(usize) -> Vec<u8>,
+) -> Vec<u8> {
+    match rooms.map(|r| r.min(len)).max().unwrap_or(0) {
+        0 => Vec::new(),
+        room => read(room),
+    }
+}
+
+/// One stage's view of the copy: at most its own room of it.
+fn chunk_for(data: &[u8], room: usize, len: usize, end: bool) -> Chunk<'_> {
+    Chunk {
+        data: data.get(..room.min(data.len())).unwrap_or_default(),
+        len,
+        end,
     }
 }
 

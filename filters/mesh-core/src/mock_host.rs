@@ -1,7 +1,10 @@
 //! A [`Host`] in memory, for native tests of stages: headers in, and a
 //! journal of everything a stage did out. Never part of a request path.
 
-use crate::stage::{GrpcCall, Host, Level, MetricId, MetricKind, ReadError, SetError, SharedStore};
+use crate::stage::{
+    header_in, set_header_in, GrpcCall, Host, Level, MetricId, MetricKind, ReadError, SetError,
+    SharedStore,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -69,7 +72,7 @@ impl MockHost {
 
     /// The value of request header `name` now, as text.
     pub fn request_text(&self, name: &str) -> Option<String> {
-        first(&self.request_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        header_in(&self.request_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn metric(&self, name: &str) -> u64 {
@@ -82,27 +85,13 @@ impl MockHost {
     }
 }
 
-fn first<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
-fn set(headers: &mut Vec<(String, Vec<u8>)>, name: &str, value: Option<&str>) {
-    headers.retain(|(k, _)| k != name);
-    if let Some(v) = value {
-        headers.push((name.to_string(), v.as_bytes().to_vec()));
-    }
-}
-
 impl Host for MockHost {
     fn now_ns(&self) -> u64 {
         self.now_ns
     }
 
     fn request_header(&mut self, name: &str) -> Option<&[u8]> {
-        first(&self.request_headers, name)
+        header_in(&self.request_headers, name)
     }
 
     fn request_headers(&mut self) -> &[(String, Vec<u8>)] {
@@ -110,15 +99,15 @@ impl Host for MockHost {
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        set(&mut self.request_headers, name, value);
+        set_header_in(&mut self.request_headers, name, value);
     }
 
     fn response_header(&mut self, name: &str) -> Option<&[u8]> {
-        first(&self.response_headers, name)
+        header_in(&self.response_headers, name)
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
-        set(&mut self.response_headers, name, Some(value));
+        set_header_in(&mut self.response_headers, name, Some(value));
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

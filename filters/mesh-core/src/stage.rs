@@ -229,6 +229,15 @@ pub fn header_in<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a
         .map(|(_, v)| v.as_slice())
 }
 
+/// Sets (`Some`, replacing every copy) or removes (`None`) `name` in a
+/// header snapshot: what a host does to its copy when a stage edits.
+pub fn set_header_in(headers: &mut Vec<(String, Vec<u8>)>, name: &str, value: Option<&str>) {
+    headers.retain(|(k, _)| k != name);
+    if let Some(v) = value {
+        headers.push((name.to_string(), v.as_bytes().to_vec()));
+    }
+}
+
 /// A request header as text; absent or not UTF-8 is `None`.
 pub fn header_text<'a>(host: &'a mut dyn Host, name: &str) -> Option<&'a str> {
     host.request_header(name)

@@ -9,7 +9,8 @@
 use mesh_core::chain::Chain;
 use mesh_core::config_error::ConfigError;
 use mesh_core::stage::{
-    GrpcCall, Host, Level, MetricId, MetricKind, ReadError, SetError, SharedStore, Stage,
+    header_in, set_header_in, GrpcCall, Host, Level, MetricId, MetricKind, ReadError, SetError,
+    SharedStore, Stage,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -46,7 +47,7 @@ impl RootContext for Root {
         let host = WasmHost::default();
         let built = match BUILD.with(std::cell::Cell::get) {
             Some(build) => build(&bytes, &host),
-            None => Err(ConfigError::new("", "module has no stages")),
+            None => Err(ConfigError::new("<root>", "module has no stages")),
         };
         match built {
             Ok(stages) => {
@@ -176,19 +177,10 @@ fn snapshot(slot: &mut Option<Snapshot>, map: MapType) -> &mut Snapshot {
     slot.get_or_insert_with(|| hostcalls::get_map_bytes(map).unwrap_or_default())
 }
 
-fn first<'a>(headers: &'a Snapshot, name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
+/// Keeps a snapshot that was read current with the module's own edit.
 fn edit(headers: Option<&mut Snapshot>, name: &str, value: Option<&str>) {
     if let Some(headers) = headers {
-        headers.retain(|(k, _)| k != name);
-        if let Some(v) = value {
-            headers.push((name.to_string(), v.as_bytes().to_vec()));
-        }
+        set_header_in(headers, name, value);
     }
 }
 
@@ -206,7 +198,7 @@ impl Host for WasmHost {
     }
 
     fn request_header(&mut self, name: &str) -> Option<&[u8]> {
-        first(
+        header_in(
             snapshot(&mut self.request, MapType::HttpRequestHeaders),
             name,
         )
@@ -222,7 +214,7 @@ impl Host for WasmHost {
     }
 
     fn response_header(&mut self, name: &str) -> Option<&[u8]> {
-        first(
+        header_in(
             snapshot(&mut self.response, MapType::HttpResponseHeaders),
             name,
         )
