@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-FILTERS := api-key-auth org-rate-limit debate-access-log token-usage-metrics
+FILTERS := api-key-auth mcp-guard org-rate-limit debate-access-log token-usage-metrics
 WASM_TARGET := wasm32-wasip1
 DIST := dist
 VENV := .venv

@@ -29,6 +29,8 @@ def test_all_four_filters_load_and_traffic_flows(envoy_factory, upstream):
 
 BAD_CONFIGS = {
     "api-key-auth": ({"key_sources": [{"header": ""}]}, "key_sources[0].header: must not be empty"),
+    "mcp-guard": ({"rules": [{"tools": ["run_debate_round"], "allow": {"roles": [""]}}]},
+                  "rules[0].allow.roles[0]: must not be empty"),
     "org-rate-limit": ({"plans": {"free": {"requests_per_minute": 0}}, "default_plan": "free"},
                        "plans.free.requests_per_minute: must be > 0"),
     "debate-access-log": ({"max_body_bytes": "lots"}, "max_body_bytes: invalid type"),

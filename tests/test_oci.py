@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tools" / "check-config"))
 
 import manifests  # noqa: E402
 
-FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+FILTERS = ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 VERSION = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["package"]["version"]
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"

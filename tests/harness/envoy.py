@@ -31,7 +31,7 @@ DIST = Path(os.environ.get("MESH_WASM_DIR", REPO / "dist"))
 TEMPLATE = REPO / "local" / "envoy.yaml"
 
 # Chain order, as in local/envoy.yaml and the Istio phases.
-FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+FILTERS = ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 # Layouts: each filter its own module, or the filters as stages of the
@@ -97,7 +97,7 @@ class EnvoyFailedToStart(Exception):
 
 
 def load_template() -> dict:
-    """local/envoy.yaml with its mcp-mesh filter expanded into the four
+    """local/envoy.yaml with its mcp-mesh filter expanded into the five
     standalone filter entries (`expand`): the form the harness edits, and
     composes again for the composed layout."""
     b = yaml.safe_load(TEMPLATE.read_text())
@@ -164,7 +164,7 @@ def build_bootstrap(
     """local/envoy.yaml, rewritten for one test.
 
     upstreams: cluster name -> port (`mcp_debate`, `llm_provider`, or clusters added by `mutate`).
-    filters:   which of our filters run, in chain order (default: all four).
+    filters:   which of our filters run, in chain order (default: all five).
     configs:   filter name -> pluginConfig (a dict is JSON-encoded, a str is used verbatim).
     mutate:    last-minute edits to the bootstrap dict (after composing).
     layout:    STANDALONE or COMPOSED (default: $MESH_LAYOUT, else standalone).

@@ -32,3 +32,32 @@ def tool_json(result):
     if getattr(result, "structured_content", None) is not None:
         return result.structured_content
     return json.loads(result.content[0].text)
+
+
+async def _client_run(url: str, headers: dict, mode: str, steps):
+    from mcp.client.client import Client
+    from mcp.shared.exceptions import MCPError
+
+    async with httpx2.AsyncClient(headers=headers, timeout=20) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode, cache=None) as client:
+            out = []
+            for step in steps:
+                kind, *args = step
+                try:
+                    if kind == "list_tools":
+                        out.append(await client.list_tools())
+                    elif kind == "call_tool":
+                        out.append(await client.call_tool(*args))
+                    else:
+                        raise ValueError(kind)
+                except MCPError as err:
+                    out.append(err)
+            return out
+
+
+def run_client(url: str, headers: dict | None = None, mode: str = "2026-07-28", steps=()):
+    """The SDK's high-level `Client` in `mode` ('legacy': the initialize
+    handshake; '2026-07-28': stateless). Steps are ("list_tools",) or
+    ("call_tool", name, args); an MCP error is returned in its step's place."""
+    return anyio.run(_client_run, url, headers or {}, mode, list(steps))

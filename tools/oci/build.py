@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # The four standalone modules and the composed one.
-FILTERS = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics", "mcp-mesh"]
+FILTERS = ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics", "mcp-mesh"]
 WASM_MAGIC = b"\0asm"
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

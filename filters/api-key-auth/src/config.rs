@@ -174,6 +174,10 @@ pub struct ClaimMapping {
     pub role: String,
     pub user_id: String,
     pub key_id: String,
+    /// The claim with the token's scopes (a space-separated string or an
+    /// array of strings), forwarded in `x-mcp-scopes` for mcp-guard's rules.
+    /// Any claim of that shape will do (`groups`, `scp`).
+    pub scope: String,
 }
 
 impl Default for ClaimMapping {
@@ -184,6 +188,7 @@ impl Default for ClaimMapping {
             role: "role".into(),
             user_id: "sub".into(),
             key_id: "jti".into(),
+            scope: "scope".into(),
         }
     }
 }

@@ -311,13 +311,42 @@ fn identity(p: &Provider, claims: &Map<String, Value>) -> Result<Identity, JwtEr
         .ok_or(JwtError::MissingClaim)?;
     let user_id = claim(claims, &p.claims.user_id)?;
     let key_id = claim(claims, &p.claims.key_id)?.unwrap_or_else(|| p.name.clone());
+    let scopes = scopes(claims, &p.claims.scope)?;
     Ok(Identity {
         org_id,
         key_id,
         plan,
         role,
         user_id,
+        scopes,
     })
+}
+
+/// Most scopes one token may carry, and their total length: they travel in
+/// one header.
+const MAX_SCOPES: usize = 32;
+const MAX_SCOPES_LEN: usize = 1024;
+
+/// The scopes claim (`scope`: space-separated, RFC 8693; or an array of
+/// strings, as `scp` often is), normalized to one space-separated string.
+fn scopes(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, JwtError> {
+    let list: Vec<&str> = match claims.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().ok_or(JwtError::InvalidClaim))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(JwtError::InvalidClaim),
+    };
+    if list.len() > MAX_SCOPES || !list.iter().all(|s| is_identity_value(s)) {
+        return Err(JwtError::InvalidClaim);
+    }
+    let joined = list.join(" ");
+    if joined.len() > MAX_SCOPES_LEN {
+        return Err(JwtError::InvalidClaim);
+    }
+    Ok((!joined.is_empty()).then_some(joined))
 }
 
 #[cfg(test)]
@@ -435,6 +464,31 @@ mod tests {
         assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::MissingClaim));
         c["exp"] = json!("soon");
         assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::InvalidClaim));
+    }
+
+    #[test]
+    fn scopes_are_forwarded_as_one_space_separated_value() {
+        let v = hs_verifier();
+        let mut c = claims();
+        assert_eq!(v.verify(&hs(&c), 1500, 0).unwrap().scopes, None);
+        c["scope"] = json!("debates:read  debates:judge");
+        let id = v.verify(&hs(&c), 1500, 0).unwrap();
+        assert_eq!(id.scopes.as_deref(), Some("debates:read debates:judge"));
+        c["scope"] = json!(["a", "b"]);
+        assert_eq!(
+            v.verify(&hs(&c), 1500, 0).unwrap().scopes.as_deref(),
+            Some("a b")
+        );
+        // No header injection, no other shapes, no unbounded lists.
+        for bad in [
+            json!("a\r\nx-mcp-role: owner"),
+            json!([1, 2]),
+            json!({"a": 1}),
+            json!(vec!["s"; 33]),
+        ] {
+            c["scope"] = bad;
+            assert_eq!(v.verify(&hs(&c), 1500, 0), Err(JwtError::InvalidClaim));
+        }
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl KeyStore {
                     plan: e.plan.clone(),
                     role: e.role.clone(),
                     user_id: e.user_id.clone(),
+                    scopes: None,
                 },
                 not_before: time("not_before", &e.not_before)?,
                 expires_at: time("expires_at", &e.expires_at)?,

@@ -135,6 +135,7 @@ mod tests {
             plan: "pro".into(),
             role: role.into(),
             user_id: None,
+            scopes: None,
         }
     }
 

@@ -84,6 +84,7 @@ mod tests {
                 plan: "pro".into(),
                 role: "user".into(),
                 user_id: None,
+                scopes: None,
             },
             expires_at: exp,
             not_before: nbf,

@@ -43,6 +43,7 @@ impl Chain {
             x: Exchange {
                 facts_reader: stages.iter().any(|s| s.reads_body_facts()),
                 body_facts: None,
+                header_call: None,
             },
             started: 0,
             end_at_headers: false,

@@ -12,9 +12,11 @@ pub mod header {
     pub const PLAN: &str = "x-mcp-plan";
     pub const ROLE: &str = "x-mcp-role";
     pub const USER_ID: &str = "x-mcp-user-id";
+    /// The JWT's scopes, space-separated (RFC 8693 `scope` form).
+    pub const SCOPES: &str = "x-mcp-scopes";
 
     /// Every identity header, in the order api-key-auth writes them.
-    pub const ALL: [&str; 5] = [ORG_ID, KEY_ID, PLAN, ROLE, USER_ID];
+    pub const ALL: [&str; 6] = [ORG_ID, KEY_ID, PLAN, ROLE, USER_ID, SCOPES];
 
     /// True when a server could read `name` as one of [`ALL`] although it is
     /// not spelled so: CGI, WSGI and several frameworks map `_` to `-` and
@@ -60,6 +62,7 @@ pub mod state {
     pub const PLAN: &str = "mcp_plan";
     pub const ROLE: &str = "mcp_role";
     pub const USER_ID: &str = "mcp_user_id";
+    pub const SCOPES: &str = "mcp_scopes";
     pub const AUTH_RESULT: &str = "mcp_auth_result";
     pub const AUTH_REASON: &str = "mcp_auth_reason";
     pub const RATELIMIT_RESULT: &str = "mcp_ratelimit_result";
@@ -94,6 +97,21 @@ pub mod state {
     pub const TOKENS_CACHED_INPUT: &str = "mcp_tokens_cached_input";
     /// token-usage-metrics: the part of `mcp_tokens_output` spent reasoning.
     pub const TOKENS_REASONING: &str = "mcp_tokens_reasoning";
+    /// mcp-guard: the MCP protocol version (header, envelope or `initialize`).
+    pub const PROTOCOL_VERSION: &str = "mcp_protocol_version";
+    /// mcp-guard: `clientInfo` name and version.
+    pub const CLIENT_NAME: &str = "mcp_client_name";
+    pub const CLIENT_VERSION: &str = "mcp_client_version";
+    /// mcp-guard: the tool or prompt name, or the resource URI without its query.
+    pub const NAME: &str = "mcp_name";
+    /// mcp-guard: `allowed` or `denied`, and the rule that decided
+    /// (its name, `rules[<i>]`, or `default`).
+    pub const AUTHZ_RESULT: &str = "mcp_authz_result";
+    pub const AUTHZ_RULE: &str = "mcp_authz_rule";
+    /// mcp-guard: how a 2026-07-28 request's headers were held to its body:
+    /// `enforced` (from the request headers on: later filters may act on
+    /// them), `ok`, or `mismatch:<field>`.
+    pub const HEADER_CHECK: &str = "mcp_header_check";
 }
 
 /// A verified identity, as api-key-auth hands it on.
@@ -104,6 +122,8 @@ pub struct Identity {
     pub plan: String,
     pub role: String,
     pub user_id: Option<String>,
+    /// Scopes a JWT API token grants, space-separated; `None` for API keys.
+    pub scopes: Option<String>,
 }
 
 impl Identity {
@@ -117,6 +137,9 @@ impl Identity {
         ];
         if let Some(user) = &self.user_id {
             out.push((header::USER_ID, state::USER_ID, user.as_str()));
+        }
+        if let Some(scopes) = &self.scopes {
+            out.push((header::SCOPES, state::SCOPES, scopes.as_str()));
         }
         out
     }
@@ -156,6 +179,7 @@ mod tests {
             plan: "pro".into(),
             role: "user".into(),
             user_id: None,
+            scopes: None,
         };
         let names: Vec<_> = id.fields().iter().map(|f| f.0).collect();
         assert_eq!(

@@ -61,6 +61,8 @@ pub struct RequestFacts {
     pub id: Option<Value>,
     /// Number of elements when the body is a batch (array), else 1.
     pub batch_len: usize,
+    /// The body is a JSON array (a batch, also of one message).
+    pub batch: bool,
     /// Every JSON-RPC message, in body order (one unless a batch).
     pub messages: Vec<MessageFacts>,
     /// The body was cut (at the cap) before its top-level value ended:

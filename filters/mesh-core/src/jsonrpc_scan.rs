@@ -769,6 +769,7 @@ impl Scanner {
             tool: first.tool,
             id: first.id,
             batch_len: self.batch_len.max(1),
+            batch: self.top_kind == Some(Kind::Array),
             messages,
             truncated: !self.done && !self.broken,
             broken: self.broken,

@@ -13,6 +13,7 @@ pub mod jsonrpc;
 pub mod jsonrpc_scan;
 pub mod llm_usage;
 pub mod log_value;
+pub mod mcp;
 pub mod metrics;
 pub mod mock_host;
 pub mod ratelimit_headers;

@@ -56,6 +56,8 @@ pub struct MockHost {
     pub metric_names: RefCell<Vec<String>>,
     pub metrics: RefCell<BTreeMap<String, u64>>,
     pub logs: RefCell<Vec<(Level, String)>>,
+    /// Every [`Host::replace_response_chunk`], in order.
+    pub replaced_chunks: Vec<Vec<u8>>,
     pub log_level: Option<Level>,
 }
 
@@ -106,8 +108,12 @@ impl Host for MockHost {
         header_in(&self.response_headers, name)
     }
 
-    fn set_response_header(&mut self, name: &str, value: &str) {
-        set_header_in(&mut self.response_headers, name, Some(value));
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+        set_header_in(&mut self.response_headers, name, value);
+    }
+
+    fn replace_response_chunk(&mut self, data: &[u8]) {
+        self.replaced_chunks.push(data.to_vec());
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

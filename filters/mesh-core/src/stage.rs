@@ -16,7 +16,10 @@
 //! access log, token usage) in one context. [`crate::mock_host`] runs them
 //! natively in tests.
 
-use crate::jsonrpc::RequestFacts;
+use crate::identity::state;
+use crate::jsonrpc::{RequestFacts, MAX_FACT_LEN};
+use crate::log_value::clean;
+use crate::mcp::Call;
 
 /// What a stage tells the module after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,36 @@ pub struct Exchange {
     /// (org-rate-limit does when a cost rule needs them): the access log of
     /// a request rejected at its body still names the call.
     pub body_facts: Option<RequestFacts>,
+    /// A 2026-07-28 request's call as its headers name it, left by a stage
+    /// that holds those headers to the body (mcp-guard, `enforce`): later
+    /// stages may decide on it at header time, because a body that
+    /// disagrees is refused before it reaches the service.
+    pub header_call: Option<Call>,
+}
+
+impl Exchange {
+    /// A stage answered a request at its body, which the access log's own
+    /// scan then never sees: hand over what the body said, so the log line
+    /// still names the call. In memory when the access log is a later stage
+    /// of this module, else in filter state (only then: each write costs
+    /// about 3,700 instructions).
+    pub fn hand_over(&mut self, host: &mut dyn Host, facts: RequestFacts) {
+        if self.facts_reader {
+            self.body_facts = Some(facts);
+            return;
+        }
+        for (key, value) in [(state::METHOD, &facts.method), (state::TOOL, &facts.tool)] {
+            if let Some(v) = value
+                .as_deref()
+                .and_then(|v| clean(v.as_bytes(), MAX_FACT_LEN))
+            {
+                host.set_state(key, &v);
+            }
+        }
+        if let Some(id) = facts.id_text() {
+            host.set_state(state::JSONRPC_ID, &id);
+        }
+    }
 }
 
 /// Log levels, numbered as proxy-wasm numbers them.
@@ -127,7 +160,11 @@ pub trait Host {
     /// The first value of response header `name`, from one snapshot per
     /// response.
     fn response_header(&mut self, name: &str) -> Option<&[u8]>;
-    fn set_response_header(&mut self, name: &str, value: &str);
+    /// Sets (`Some`) or removes (`None`) a response header.
+    fn set_response_header(&mut self, name: &str, value: Option<&str>);
+    /// Replaces the response body chunk being handed over
+    /// ([`Flow::on_response_body`] only): the client gets `data` instead.
+    fn replace_response_chunk(&mut self, data: &[u8]);
     /// A host property such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Writes one filter-state value, readable in access logs as

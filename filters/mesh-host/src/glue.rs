@@ -134,6 +134,7 @@ impl HttpContext for Http {
 
     fn on_http_response_body(&mut self, size: usize, end: bool) -> Action {
         self.host.tick();
+        self.host.response_chunk_len = size;
         let mut body = |len| read(BufferType::HttpResponseBody, 0, len);
         self.chain
             .response_body(&mut self.host, size, end, &mut body);
@@ -164,6 +165,8 @@ struct WasmHost {
     /// The clock, read once per callback (every stage of one callback sees
     /// the same instant).
     now: std::cell::Cell<Option<u64>>,
+    /// Bytes of the response body chunk being handed over.
+    response_chunk_len: usize,
 }
 
 impl WasmHost {
@@ -220,9 +223,19 @@ impl Host for WasmHost {
         )
     }
 
-    fn set_response_header(&mut self, name: &str, value: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
-        edit(self.response.as_mut(), name, Some(value));
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+        edit(self.response.as_mut(), name, value);
+    }
+
+    fn replace_response_chunk(&mut self, data: &[u8]) {
+        // Envoy replaces a body buffer only when the range covers all of it.
+        let _ = hostcalls::set_buffer(
+            BufferType::HttpResponseBody,
+            0,
+            self.response_chunk_len,
+            data,
+        );
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

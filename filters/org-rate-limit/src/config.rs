@@ -825,7 +825,7 @@ mod tests {
         assert!(err(r#"{"plnas": {}}"#).contains("unknown field `plnas`"));
         assert_eq!(
             err(r#"{"org_header": "x-org"}"#),
-            "org_header: must be one of the identity headers api-key-auth strips and sets (x-mcp-org-id, x-mcp-key-id, x-mcp-plan, x-mcp-role, x-mcp-user-id): a client could send any other header itself"
+            "org_header: must be one of the identity headers api-key-auth strips and sets (x-mcp-org-id, x-mcp-key-id, x-mcp-plan, x-mcp-role, x-mcp-user-id, x-mcp-scopes): a client could send any other header itself"
         );
         assert_eq!(err(r#"{"max_buckets": 0}"#), "max_buckets: must be > 0");
         assert_eq!(

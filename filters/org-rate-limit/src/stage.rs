@@ -17,7 +17,7 @@ use mesh_core::config_error::{self, ConfigError};
 use mesh_core::identity::state;
 use mesh_core::jsonrpc::{self, RequestFacts};
 use mesh_core::jsonrpc_scan::{Pointers, Scanner};
-use mesh_core::log_value::clean;
+use mesh_core::mcp::{self, HeaderFacts};
 use mesh_core::metrics::labeled;
 use mesh_core::stage::{
     header_text, Chunk, Counter, Exchange, Flow, GrpcCall, Host, Level, Stage, Step,
@@ -351,16 +351,8 @@ impl RateFlow {
             );
             return Step::Continue;
         }
-        // A rejected body never reaches the access log's own scan: hand over
-        // what it said, so the line still names the call. In memory when the
-        // access log is a later stage of this module, else in filter state
-        // (only then: each write costs about 3,700 instructions).
         if let Some(facts) = self.body_facts.take() {
-            if x.facts_reader {
-                x.body_facts = Some(facts);
-            } else {
-                record_facts(host, &facts);
-            }
+            x.hand_over(host, facts);
         }
         // JSON-RPC errors echo the id when the body was read, else carry
         // `"id": null` (JSON-RPC 2.0: id not determinable).
@@ -439,16 +431,21 @@ fn log_shadow(host: &dyn Host, target: &Target, cost: u64) {
     );
 }
 
-/// Body facts, cleaned, in their access-log keys.
-fn record_facts(host: &mut dyn Host, facts: &RequestFacts) {
-    for (key, value) in [(state::METHOD, &facts.method), (state::TOOL, &facts.tool)] {
-        if let Some(v) = value
-            .as_deref()
-            .and_then(|v| clean(v.as_bytes(), jsonrpc::MAX_FACT_LEN))
-        {
-            host.set_state(key, &v);
-        }
+/// The call a 2026-07-28 request's headers name, when mcp-guard holds them
+/// to the body: an earlier stage of this module left it in the exchange, or
+/// an earlier mcp-guard filter marked the request `enforced` in filter state
+/// (which no client can write). The property is read only for requests
+/// that carry `Mcp-Method`.
+fn checked_header_facts(x: &Exchange, host: &mut dyn Host) -> Option<RequestFacts> {
+    if let Some(call) = &x.header_call {
+        return Some(call.facts());
     }
+    host.request_header(mcp::header::METHOD)?;
+    let enforced = host.property(&[state::HEADER_CHECK])?;
+    if enforced != b"enforced" {
+        return None;
+    }
+    Some(HeaderFacts::read(host.request_headers()).call()?.facts())
 }
 
 fn send(host: &mut dyn Host, reply: &LocalReply) {
@@ -501,6 +498,13 @@ impl Flow for RateFlow {
                         ));
                 if !needs_body {
                     let cost = shared.rules.cost(&self.path, &self.method, None);
+                    return self.run(x, host, cost);
+                }
+                if let Some(facts) = checked_header_facts(x, host) {
+                    // A 2026-07-28 call, priced on its headers before its
+                    // body arrives: mcp-guard refuses the body if it differs.
+                    let cost = shared.rules.cost(&self.path, &self.method, Some(&facts));
+                    self.body_facts = Some(facts);
                     return self.run(x, host, cost);
                 }
                 if let Some(step) = self.precheck_rejects(x, host) {
@@ -607,7 +611,7 @@ impl Flow for RateFlow {
 
     fn on_response_headers(&mut self, _x: &mut Exchange, host: &mut dyn Host, _end: bool) {
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            host.set_response_header(name, &value);
+            host.set_response_header(name, Some(&value));
         }
     }
 }

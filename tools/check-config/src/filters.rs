@@ -1,4 +1,4 @@
-//! The four filters as check-config sees them: each one's own config type and
+//! The five filters as check-config sees them: each one's own config type and
 //! loader (the exact code `on_configure` runs in the sidecar), its Istio phase
 //! and its place in the chain.
 
@@ -12,7 +12,7 @@ pub struct Filter {
     pub name: &'static str,
     /// The Istio phase the identity and filter-state contracts assume.
     pub phase: &'static str,
-    /// Position in the chain: auth, rate limit, access log, token usage.
+    /// Position in the chain: auth, MCP guard, rate limit, access log, token usage.
     pub rank: u8,
     load: fn(&[u8]) -> Result<(), ConfigError>,
     schema: fn() -> Value,
@@ -59,7 +59,7 @@ fn schema_of<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
 }
 
-pub const FILTERS: [Filter; 4] = [
+pub const FILTERS: [Filter; 5] = [
     Filter {
         name: "api-key-auth",
         phase: "AUTHN",
@@ -68,29 +68,36 @@ pub const FILTERS: [Filter; 4] = [
         schema: schema_of::<api_key_auth::config::Config>,
     },
     Filter {
-        name: "org-rate-limit",
+        name: "mcp-guard",
         phase: "AUTHZ",
         rank: 1,
+        load: |json| load_with(mcp_guard::stage::build, json),
+        schema: schema_of::<mcp_guard::config::Config>,
+    },
+    Filter {
+        name: "org-rate-limit",
+        phase: "AUTHZ",
+        rank: 2,
         load: |json| load_with(org_rate_limit::stage::build, json),
         schema: schema_of::<org_rate_limit::config::Config>,
     },
     Filter {
         name: "debate-access-log",
         phase: "STATS",
-        rank: 2,
+        rank: 3,
         load: |json| load_with(debate_access_log::stage::build, json),
         schema: schema_of::<debate_access_log::config::Config>,
     },
     Filter {
         name: "token-usage-metrics",
         phase: "STATS",
-        rank: 3,
+        rank: 4,
         load: |json| load_with(token_usage_metrics::stage::build, json),
         schema: schema_of::<token_usage_metrics::config::Config>,
     },
 ];
 
-/// The composed module: the four as stages, one pluginConfig section each.
+/// The composed module: the five as stages, one pluginConfig section each.
 /// Its phase and place in the chain are those of its first section
 /// ([`first_section`]).
 pub static COMPOSED: Filter = Filter {
@@ -101,7 +108,7 @@ pub static COMPOSED: Filter = Filter {
     schema: schema_of::<mcp_mesh::Config>,
 };
 
-/// Every module a WasmPlugin can load: the four filters and mcp-mesh.
+/// Every module a WasmPlugin can load: the five filters and mcp-mesh.
 pub fn modules() -> impl Iterator<Item = &'static Filter> {
     FILTERS.iter().chain(std::iter::once(&COMPOSED))
 }
@@ -157,7 +164,7 @@ mod tests {
             "org-rate-limit"
         );
         assert_eq!(
-            first_section(&FILTERS[2], Some(&config)).name,
+            first_section(&FILTERS[3], Some(&config)).name,
             "debate-access-log"
         );
         assert!(COMPOSED.load(b"{}").is_err(), "no section enabled");

@@ -309,7 +309,7 @@ fn check_order(plugins: &[(&Resource, &'static Filter)], out: &mut Vec<Finding>)
                     second,
                     "spec.priority",
                     format!(
-                        "{} would run before {} ({}) on a shared workload; the chain is auth, rate limit, access log, token usage",
+                        "{} would run before {} ({}) on a shared workload; the chain is auth, MCP guard, rate limit, access log, token usage",
                         fs.name,
                         ff.name,
                         first.id()
