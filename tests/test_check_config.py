@@ -166,7 +166,7 @@ def test_json_schemas_accept_the_shipped_configs_and_catch_typos(overlay):
         for f, c in sections.items():
             assert not list(schema_validator(f).iter_errors(c)), (plugin["metadata"]["name"], f)
             stages.add(f)
-    assert modules == {"mcp-mesh", "debate-access-log", "token-usage-metrics"}
+    assert modules == {"mcp-mesh", "token-usage-metrics"}
     assert stages == set(FILTER_NAMES)
 
 
@@ -180,7 +180,7 @@ def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_p
     assert out.returncode == 0, out.stdout
     assert "7 pluginConfig(s) checked" in out.stderr
     # Token usage moved onto mcp-llm's inbound traffic, into AUTHN ahead of
-    # the mcp-mesh plugin (whose first stage is the rate limiter): the order
+    # the mcp-mesh plugin (whose first stage is the guard): the order
     # check spans files and knows mcp-mesh's place.
     path = tmp_path / "token-usage-metrics.yaml"
     text = path.read_text()
@@ -191,10 +191,10 @@ def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_p
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     assert any(l.startswith(f"{path}: WasmPlugin token-usage-metrics-llm: spec.phase: must be STATS") for l in lines), lines
-    assert any("WasmPlugin token-usage-metrics-llm: spec.priority: token-usage-metrics would run before org-rate-limit "
+    assert any("WasmPlugin token-usage-metrics-llm: spec.priority: token-usage-metrics would run before mcp-guard "
                "(WasmPlugin mcp-mesh-llm)" in l for l in lines), lines
     # mcp-mesh takes its first stage's phase.
     mesh = tmp_path / "mcp-mesh.yaml"
     mesh.write_text(mesh.read_text().replace("phase: AUTHZ", "phase: STATS", 1))
     out = manifests.run(mesh)
-    assert "WasmPlugin mcp-mesh-llm: spec.phase: must be AUTHZ for mcp-mesh (first stage org-rate-limit) (is STATS)" in out.stdout, out.stdout
+    assert "WasmPlugin mcp-mesh-llm: spec.phase: must be AUTHZ for mcp-mesh (first stage mcp-guard) (is STATS)" in out.stdout, out.stdout

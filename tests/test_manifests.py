@@ -27,8 +27,11 @@ YAML_DIR = REPO / "wasm-plugins-yaml"
 OVERLAYS = ["wasm-plugins-yaml/base", "wasm-plugins-yaml/overlays/production", "wasm-plugins-yaml/overlays/staging"]
 GLOBAL = "wasm-plugins-yaml/overlays/production-global-ratelimit"
 SERVICES = ["mcp-gateway", "mcp-debate", "mcp-llm", "mcp-organization", "mcp-context", "mcp-rag"]
-CHAIN = ["api-key-auth", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+CHAIN = ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
 PHASES = ["AUTHN", "AUTHZ", "STATS"]
+# The Istio phase each filter belongs to (a module takes its first stage's).
+PHASE_OF = {"api-key-auth": "AUTHN", "mcp-guard": "AUTHZ", "org-rate-limit": "AUTHZ",
+            "debate-access-log": "STATS", "token-usage-metrics": "STATS"}
 AI_HOSTS = ["api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com"]
 
 
@@ -153,21 +156,23 @@ def test_each_service_gets_its_filters_in_chain_order(rendered, overlay):
     by_service = attachments(rendered[overlay])
     assert sorted(by_service) == sorted(SERVICES)
     names = {svc: [f for p in plugins for f, _ in stages(p)] for svc, plugins in by_service.items()}
-    assert names["mcp-gateway"] == ["api-key-auth", "org-rate-limit", "debate-access-log"]
-    assert names["mcp-llm"] == ["org-rate-limit", "debate-access-log", "token-usage-metrics"]
+    assert names["mcp-gateway"] == ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log"]
+    assert names["mcp-llm"] == ["mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
     for svc in ["mcp-debate", "mcp-organization", "mcp-context", "mcp-rag"]:
-        assert names[svc] == ["debate-access-log"], svc
+        assert names[svc] == ["mcp-guard", "debate-access-log"], svc
     # Stages that see the same traffic share one module (bench/RESULTS.md:
     # cheaper than separate ones); a lone stage runs its small standalone one.
     modules = {svc: [p["spec"]["pluginName"] for p in plugins] for svc, plugins in by_service.items()}
     assert modules["mcp-gateway"] == [COMPOSED]
     assert modules["mcp-llm"] == [COMPOSED, "token-usage-metrics"]
+    for svc in ["mcp-debate", "mcp-organization", "mcp-context", "mcp-rag"]:
+        assert modules[svc] == [COMPOSED], svc
     for svc, plugins in by_service.items():
         ranks = [CHAIN.index(f) for p in plugins for f, _ in stages(p)]
         assert ranks == sorted(ranks), svc
         for p in plugins:
             first = stages(p)[0][0]
-            assert p["spec"]["phase"] == PHASES[min(CHAIN.index(first), 2)], p["metadata"]["name"]
+            assert p["spec"]["phase"] == PHASE_OF[first], p["metadata"]["name"]
     # Token usage reads mcp-llm's calls out to the providers, nothing else.
     token = by_service["mcp-llm"][-1]
     assert token["spec"]["match"] == [{"mode": "CLIENT", "ports": [{"number": 80}]}]
@@ -184,7 +189,7 @@ def test_every_plugin_is_pinned_pulled_and_fails_as_chosen(rendered, overlay):
         assert spec["imagePullPolicy"] == "IfNotPresent"
         # Security filters never fail open; observability never fails closed
         # (unless it shares a module with a security stage).
-        security = {f for f, _ in stages(p)} & {"api-key-auth", "org-rate-limit"}
+        security = {f for f, _ in stages(p)} & {"api-key-auth", "mcp-guard", "org-rate-limit"}
         expected = "FAIL_RELOAD" if security else "FAIL_OPEN"
         assert spec["failStrategy"] == expected, p["metadata"]["name"]
 
@@ -440,3 +445,24 @@ def test_global_rate_limit_overlay_points_both_limiters_at_the_service(rendered,
     stats = envoy.admin("/stats?filter=upstream_cx_total")
     attempts = [int(line.rsplit(": ", 1)[1]) for line in stats.splitlines() if line.startswith(f"cluster.{cluster}.upstream_cx_total:")]
     assert attempts and attempts[0] >= 1, stats
+
+
+@pytest.mark.parametrize("service, tool, allowed", [
+    ("mcp-debate", "run_debate_round", {"owner", "moderator"}),
+    ("mcp-debate", "get_debate", {"owner", "moderator", "user"}),
+    ("mcp-organization", "delete_organization", {"owner"}),
+    ("mcp-organization", "invite_member", {"owner"}),
+    ("mcp-organization", "list_members", {"owner", "moderator", "user"}),
+    ("mcp-rag", "ingest_documents", {"owner", "moderator"}),
+])
+def test_the_shipped_tool_rules_fit_each_service(rendered, envoy_factory, service, tool, allowed):
+    envoy = start_service(rendered, envoy_factory, "wasm-plugins-yaml/overlays/production", service)
+    for role in ["owner", "moderator", "user"]:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": tool, "arguments": {},
+                           "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                     "io.modelcontextprotocol/clientCapabilities": {}}}}
+        headers = {"x-mcp-org-id": "acme", "x-mcp-plan": "pro", "x-mcp-role": role,
+                   "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": tool}
+        status = envoy.request("POST", "/mcp", headers, body).status
+        assert (status == 200) == (role in allowed), (service, tool, role, status)
