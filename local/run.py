@@ -83,7 +83,7 @@ def print_guide() -> None:
     base = f"http://127.0.0.1:{LISTENER}"
     mcp_h = "-H 'content-type: application/json' -H 'accept: application/json, text/event-stream'"
     print("\nMCP mesh demo is up.")
-    print(f"  Envoy listener  {base}   (all four filters, 2 workers)")
+    print(f"  Envoy listener  {base}   (all five filters, 2 workers)")
     print(f"  Envoy admin     http://127.0.0.1:{ADMIN}")
     print(f"  mcp-debate      127.0.0.1:{MCP_PORT}  (official MCP SDK server)")
     print(f"  fake LLM        127.0.0.1:{LLM_PORT}  (OpenAI / Anthropic / Gemini formats)")
@@ -115,10 +115,26 @@ def print_guide() -> None:
           "-H 'content-type: application/json' \\\n  -d '{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}'\n")
     print("# 4. Rate limiting: hammer until 429 (see the RateLimit-* and Retry-After headers)")
     print(f"for i in $(seq 1 80); do curl -s -o /dev/null -w '%{{http_code}} ' {base}/health -H \"x-api-key: $KEY\"; done; echo\n")
-    print("# 5. What the mesh saw")
+    print("# 5. MCP 2026-07-28 headers must match the body: 400 (-32020) with the real id, the service gets no byte of it")
+    print(f"curl -s {base}/mcp -H \"x-api-key: $KEY\" {mcp_h} -H 'mcp-protocol-version: 2026-07-28' \\\n"
+          "  -H 'mcp-method: tools/call' -H 'mcp-name: get_debate' \\\n"
+          "  -d '{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"run_debate_round\","
+          "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}'\n")
+    print("# 6. What the mesh saw")
     print(f"curl -s http://127.0.0.1:{ADMIN}/stats/prometheus | grep -E '^mcp_'")
-    print(f"tail -n 5 {RUN}/access.log\n")
-    print("Ctrl-C stops everything.")
+    print(f"tail -n 5 {RUN}/access.log")
+
+
+def tour() -> None:
+    """The official MCP client through the mesh, both eras, both roles."""
+    keys = {k["role"]: k["key"] for k in demo_keys()}
+    if not {"owner", "user"} <= set(keys):
+        print("\nCtrl-C stops everything.")
+        return
+    print("\nMCP through the mesh (official SDK client; tool rules from local/envoy.yaml's mcp_guard):")
+    subprocess.run([sys.executable, "local/demo/mcp_tour.py", f"http://127.0.0.1:{LISTENER}/mcp",
+                    keys["owner"], keys["user"]], cwd=REPO, check=False)
+    print("\nCtrl-C stops everything.")
 
 
 def main() -> None:
@@ -147,6 +163,7 @@ def main() -> None:
         procs.append(envoy)
         wait_for(LISTENER, envoy, "envoy")
         print_guide()
+        tour()
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         dead = [p.args[1] if len(p.args) > 1 else p.args[0] for p in procs if p.poll() is not None]

@@ -54,6 +54,15 @@ def test_make_run_serves_the_demo_and_stops_cleanly(demo):
     keys = demo_keys()
     assert keys, "local/demo/keys.json has the demo keys make run prints"
     assert keys[0]["key"] in guide
+    # The tour: both eras, the owner-only tool refused for the user and run
+    # for the owner, and the user's tools/list without it.
+    for era in ["2026-07-28, stateless", "handshake era, 2025-11-25"]:
+        owner = guide.split(f"[{era}] owner:")[1].split("[")[0]
+        user = guide.split(f"[{era}] user:")[1].split("\n  [")[0]
+        assert "run_debate_round -> ran" in owner, guide
+        assert "run_debate_round" in owner.split("tools/list -> ")[1].splitlines()[0]
+        assert "run_debate_round -> refused: -32003" in user, guide
+        assert "run_debate_round" not in user.split("tools/list -> ")[1].splitlines()[0], guide
 
     # The printed credential opens an MCP session through all four filters.
     init, created = run_session("http://127.0.0.1:10000/mcp", headers={"x-api-key": keys[0]["key"]},
