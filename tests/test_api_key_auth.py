@@ -427,7 +427,7 @@ def test_counters_by_decision_and_reason(auth_envoy):
     assert m(decision="skipped", reason="skip_path") == 1
     assert m(decision="denied", reason="token_expired") == 0, "every reason is defined up front"
     assert m(decision="denied") == 4
-    assert len(e.samples("mcp_auth_requests_total")) == 20
+    assert len(e.samples("mcp_auth_requests_total")) == 21
 
 
 def test_counters_are_per_filter_instance(envoy_factory, layout):

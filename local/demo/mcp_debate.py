@@ -3,8 +3,11 @@
 Tools: create_debate, submit_argument, get_debate, list_debates, run_debate_round.
 State lives in memory. It echoes the identity headers the mesh hands it
 (x-mcp-org-id, ...) in get_debate so the demo shows what the service sees.
+With --llm-url, run_debate_round asks the LLM service for an argument and
+forwards the mesh's signed identity assertion (x-mcp-identity) and the
+trace context on that call, as every service of the mesh does.
 
-    python local/demo/mcp_debate.py --port 8001
+    python local/demo/mcp_debate.py --port 8001 [--llm-url http://127.0.0.1:10001]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import socket
 import time
 
+import httpx2
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -24,6 +28,11 @@ server = MCPServer(
 
 _debates: dict[str, dict] = {}
 _ids = itertools.count(1)
+# Where run_debate_round asks for an argument (--llm-url); None: no LLM call.
+LLM_URL: str | None = None
+# Headers a service forwards on its own calls: the identity assertion and
+# the trace context.
+FORWARDED = ["x-mcp-identity", "traceparent", "tracestate"]
 
 
 def _identity(ctx: Context | None) -> dict:
@@ -79,13 +88,30 @@ def list_debates() -> list[str]:
 
 
 @server.tool()
-def run_debate_round(debate_id: str) -> dict:
-    """Run one (simulated) round: the expensive call the rate limiter prices higher."""
+async def run_debate_round(debate_id: str, ctx: Context) -> dict:
+    """Run one round: the expensive call the rate limiter prices higher (with
+    --llm-url, one LLM call through the mesh)."""
     debate = _debates.get(debate_id)
     if debate is None:
         raise ValueError(f"no debate {debate_id}")
     debate["rounds_done"] = debate.get("rounds_done", 0) + 1
-    return {"debate_id": debate_id, "rounds_done": debate["rounds_done"]}
+    out = {"debate_id": debate_id, "rounds_done": debate["rounds_done"]}
+    if LLM_URL:
+        out["llm"] = await _ask_llm(ctx, debate)
+    return out
+
+
+async def _ask_llm(ctx: Context, debate: dict) -> dict:
+    try:
+        incoming = ctx.request_context.request.headers
+    except Exception:  # not over HTTP
+        incoming = {}
+    headers = {h: incoming[h] for h in FORWARDED if h in incoming}
+    headers["x-debate-id"] = debate["debate_id"]
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Argue: {debate['topic']}"}]}
+    async with httpx2.AsyncClient(timeout=20) as http:
+        r = await http.post(f"{LLM_URL}/v1/chat/completions", json=body, headers=headers)
+    return {"status": r.status_code, "usage": r.json().get("usage") if r.status_code == 200 else None}
 
 
 def app():
@@ -96,7 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0: any free port (printed)")
+    parser.add_argument("--llm-url", help="the LLM service (through its sidecar) run_debate_round calls")
     args = parser.parse_args()
+    global LLM_URL
+    LLM_URL = args.llm_url
     # Bound here, so that --port 0 works and the port in use is printed
     # (tests read it instead of guessing a free port, which races).
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)

@@ -51,6 +51,46 @@ pub struct Config {
     /// Verified JWTs remembered per VM (by SHA-256), so a reused token skips
     /// the signature check; 0 disables (Envoy jwt_authn: `jwt_cache_size`).
     pub jwt_cache_size: usize,
+    /// At the edge: mint a signed assertion of every verified identity for
+    /// the sidecars behind this one (`assertion.rs`). Unset: none.
+    pub identity_assertion: Option<IdentityAssertion>,
+    /// Behind the edge: a request that brings no credential at all goes on
+    /// without identity (every identity header stripped; counted as
+    /// `skipped`/`anonymous`) instead of 401. A bad credential is still 401.
+    pub anonymous: bool,
+}
+
+/// The identity assertion this filter mints (ES256 JWT).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityAssertion {
+    /// The request header it travels in; the services forward it.
+    pub header: String,
+    /// `iss` and `aud`, as the verifiers' `jwt_providers` entry expects.
+    pub issuer: String,
+    pub audience: String,
+    /// `kid`: several verification keys may be valid at once (rotation).
+    pub key_id: String,
+    /// The P-256 private key as a JWK (`kty` EC, `crv` P-256, `d`, and `x`,
+    /// `y`, checked against `d`). A secret: never logged.
+    #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
+    pub private_key: Value,
+    /// Lifetime; a verifier refuses it after (and its clock skew).
+    pub ttl_seconds: u64,
+}
+
+impl Default for IdentityAssertion {
+    fn default() -> Self {
+        Self {
+            header: identity_header::ASSERTION.into(),
+            issuer: "mcp-gateway".into(),
+            audience: "mcp-mesh".into(),
+            key_id: String::new(),
+            private_key: Value::Null,
+            ttl_seconds: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,6 +112,8 @@ impl Default for Config {
             max_credential_bytes: 4096,
             clock_skew_seconds: 60,
             jwt_cache_size: 1024,
+            identity_assertion: None,
+            anonymous: false,
         }
     }
 }
@@ -278,6 +320,30 @@ impl Validate for Config {
         }
         if self.jwt_cache_size > 100_000 {
             return Err(ConfigError::new("jwt_cache_size", "must be <= 100000"));
+        }
+        if let Some(a) = &self.identity_assertion {
+            let at = |f: &str| format!("identity_assertion.{f}");
+            if !is_header_name(&a.header) || identity_header::ALL.contains(&a.header.as_str()) {
+                return Err(ConfigError::new(
+                    at("header"),
+                    "must be a lowercase header name other than the identity headers",
+                ));
+            }
+            for (name, value) in [
+                ("issuer", &a.issuer),
+                ("audience", &a.audience),
+                ("key_id", &a.key_id),
+            ] {
+                if value.is_empty() || value.len() > 256 {
+                    return Err(ConfigError::new(at(name), "must be 1-256 characters"));
+                }
+            }
+            if !(10..=600).contains(&a.ttl_seconds) {
+                return Err(ConfigError::new(
+                    at("ttl_seconds"),
+                    "must be between 10 and 600",
+                ));
+            }
         }
         // The key index and the JWKS keys are checked as they compile
         // (`Policy::new`, in the stage's `compile`): a module refuses them at

@@ -10,6 +10,7 @@
 //! `stage` runs them per request, host-free; the standalone module in `filter`
 //! (wasm build, feature `module`) is `mesh_host::glue` around that stage.
 
+pub mod assertion;
 pub mod config;
 pub mod credential;
 pub mod jws;

@@ -17,11 +17,13 @@ pub enum Outcome {
     KeyExpired,
     Token(JwtError),
     RouteForbidden,
+    /// No credential, and `anonymous` lets such requests on without identity.
+    Anonymous,
 }
 
 impl Outcome {
     /// Every outcome, to define all counters up front (they show as 0 until used).
-    pub const ALL: [Outcome; 20] = [
+    pub const ALL: [Outcome; 21] = [
         Outcome::AllowedApiKey,
         Outcome::AllowedJwt,
         Outcome::SkippedPath,
@@ -42,6 +44,7 @@ impl Outcome {
         Outcome::Token(JwtError::MissingClaim),
         Outcome::Token(JwtError::InvalidClaim),
         Outcome::RouteForbidden,
+        Outcome::Anonymous,
     ];
 
     /// Position in [`Outcome::ALL`], for per-outcome counter tables.
@@ -58,6 +61,7 @@ impl Outcome {
             Outcome::KeyExpired => 8,
             Outcome::Token(e) => 9 + e as usize,
             Outcome::RouteForbidden => 19,
+            Outcome::Anonymous => 20,
         }
     }
 
@@ -65,7 +69,7 @@ impl Outcome {
     pub fn decision(self) -> &'static str {
         match self {
             Outcome::AllowedApiKey | Outcome::AllowedJwt => "allowed",
-            Outcome::SkippedPath => "skipped",
+            Outcome::SkippedPath | Outcome::Anonymous => "skipped",
             _ => "denied",
         }
     }
@@ -93,6 +97,7 @@ impl Outcome {
             Outcome::Token(JwtError::MissingClaim) => "token_missing_claim",
             Outcome::Token(JwtError::InvalidClaim) => "token_invalid_claim",
             Outcome::RouteForbidden => "route_forbidden",
+            Outcome::Anonymous => "anonymous",
         }
     }
 
@@ -118,7 +123,10 @@ impl Outcome {
             Outcome::Token(JwtError::NotYetValid) => "the API token is not valid yet",
             Outcome::Token(_) => "the API token is not valid",
             Outcome::RouteForbidden => "the credential does not allow this request",
-            Outcome::AllowedApiKey | Outcome::AllowedJwt | Outcome::SkippedPath => "",
+            Outcome::AllowedApiKey
+            | Outcome::AllowedJwt
+            | Outcome::SkippedPath
+            | Outcome::Anonymous => "",
         }
     }
 
@@ -148,7 +156,7 @@ mod tests {
             assert_eq!(o.index(), i, "{o:?}");
         }
         let reasons: HashSet<_> = Outcome::ALL.iter().map(|o| o.reason()).collect();
-        assert_eq!(reasons.len(), 20);
+        assert_eq!(reasons.len(), 21);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct Policy {
     pub max_credential_bytes: usize,
     pub clock_skew_seconds: i64,
     pub realm: String,
+    anonymous: bool,
 }
 
 /// What the filter knows about a request when its headers arrive.
@@ -44,6 +45,8 @@ pub enum Verdict {
     /// and these credential headers removed (unless `forward_credential`).
     Skip {
         strip_headers: Vec<String>,
+        /// `SkippedPath`, or `Anonymous` (no credential, `anonymous` on).
+        outcome: Outcome,
     },
     Allow(Allowed),
     Deny(Outcome),
@@ -89,6 +92,7 @@ impl Policy {
             max_credential_bytes: config.max_credential_bytes,
             clock_skew_seconds: i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX),
             realm: config.realm.clone(),
+            anonymous: config.anonymous,
         })
     }
 
@@ -100,7 +104,10 @@ impl Policy {
             } else {
                 credential::carrying_headers(&self.sources, req.headers)
             };
-            return Verdict::Skip { strip_headers };
+            return Verdict::Skip {
+                strip_headers,
+                outcome: Outcome::SkippedPath,
+            };
         }
         let credential = match credential::find(
             &self.sources,
@@ -108,6 +115,12 @@ impl Policy {
             req.path,
             self.max_credential_bytes,
         ) {
+            Found::Missing if self.anonymous => {
+                return Verdict::Skip {
+                    strip_headers: Vec::new(),
+                    outcome: Outcome::Anonymous,
+                }
+            }
             Found::Missing => return Verdict::Deny(Outcome::MissingCredential),
             Found::Malformed => return Verdict::Deny(Outcome::MalformedCredential),
             Found::Conflicting => return Verdict::Deny(Outcome::ConflictingCredentials),

@@ -11,6 +11,7 @@
 //! cannot be determined; its HTTP status and `WWW-Authenticate` are what MCP
 //! clients act on.
 
+use crate::assertion::Minter;
 use crate::config::Config;
 use crate::outcome::Outcome;
 use crate::policy::{Allowed, Policy, Request, Verdict};
@@ -41,10 +42,16 @@ pub fn compile(config: &Config, host: &dyn Host) -> Result<AuthStage, ConfigErro
             config.rules.len()
         ),
     );
+    let minter = config
+        .identity_assertion
+        .as_ref()
+        .map(|a| Minter::new(a, "identity_assertion"))
+        .transpose()?;
     let plugin = mesh_core::metrics::plugin_name(host);
     Ok(AuthStage(Rc::new(Shared {
         policy,
         counters: Counters::define(host, &plugin),
+        minter,
     })))
 }
 
@@ -74,6 +81,8 @@ impl Counters {
 struct Shared {
     policy: Policy,
     counters: Counters,
+    /// The edge's identity assertion, when configured.
+    minter: Option<Minter>,
 }
 
 pub struct AuthStage(Rc<Shared>);
@@ -129,13 +138,25 @@ impl Flow for AuthFlow {
             jsonrpc: !end && jsonrpc::is_jsonrpc_post(method, text("content-type")),
         };
         match verdict {
-            Verdict::Skip { strip_headers } => {
+            Verdict::Skip {
+                strip_headers,
+                outcome,
+            } => {
                 remove(host, edits.identity_sent.iter().chain(&strip_headers));
-                record(&shared, host, Outcome::SkippedPath);
+                if let Some(minter) = &shared.minter {
+                    // Nobody was verified: no client-made assertion goes on.
+                    host.set_request_header(minter.header(), None);
+                }
+                record(&shared, host, outcome);
                 Step::Continue
             }
             Verdict::Allow(allowed) => {
                 hand_off(host, &allowed, &edits.identity_sent);
+                if let Some(minter) = &shared.minter {
+                    // Replaces every client-sent copy.
+                    let assertion = minter.mint(&allowed.identity, now);
+                    host.set_request_header(minter.header(), Some(&assertion));
+                }
                 record(&shared, host, allowed.outcome);
                 Step::Continue
             }

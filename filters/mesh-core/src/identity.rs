@@ -15,6 +15,10 @@ pub mod header {
     /// The JWT's scopes, space-separated (RFC 8693 `scope` form).
     pub const SCOPES: &str = "x-mcp-scopes";
 
+    /// The signed identity assertion the gateway mints and the services
+    /// forward (not an identity header: it is verified, never trusted).
+    pub const ASSERTION: &str = "x-mcp-identity";
+
     /// Every identity header, in the order api-key-auth writes them.
     pub const ALL: [&str; 6] = [ORG_ID, KEY_ID, PLAN, ROLE, USER_ID, SCOPES];
 
