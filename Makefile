@@ -20,7 +20,7 @@ WASM_FILES := $(foreach f,$(FILTERS) $(COMPOSED),$(DIST)/$(f).wasm)
 RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
-.PHONY: check-config-bin schemas pin-digests mesh-config oci-tools
+.PHONY: check-config-bin schemas pin-digests mesh-config oci-tools traffic-extension assertion-key
 .PHONY: redis fuzz test-fuzz fuzz-tools
 
 ## Toolchain and virtualenv -------------------------------------------------
@@ -141,6 +141,16 @@ oci: build venv
 # REGISTRY=host/path moves the images; CHECK=1 only reports differences.
 pin-digests: oci
 	$(PY) tools/oci/pin.py $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(CHECK),--check)
+	$(PY) wasm-plugins-yaml/overlays/traffic-extension/generate.py $(if $(CHECK),--check)
+
+# wasm-plugins-yaml/overlays/traffic-extension from the production overlay
+# (Istio 1.30 TrafficExtension); CHECK=1 fails when it is stale.
+traffic-extension: venv
+	$(PY) wasm-plugins-yaml/overlays/traffic-extension/generate.py $(if $(CHECK),--check)
+
+# A new key pair for the signed identity assertion (printed once, never stored).
+assertion-key: venv
+	$(PY) tools/assertion-key.py $(KID)
 
 # The Istio mesh config and Telemetry filter from local/envoy.yaml.
 mesh-config: venv

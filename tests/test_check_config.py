@@ -180,7 +180,7 @@ def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_p
     assert out.returncode == 0, out.stdout
     assert "7 pluginConfig(s) checked" in out.stderr
     # Token usage moved onto mcp-llm's inbound traffic, into AUTHN ahead of
-    # the mcp-mesh plugin (whose first stage is the guard): the order
+    # the mcp-mesh plugin (whose first stage is auth): the order
     # check spans files and knows mcp-mesh's place.
     path = tmp_path / "token-usage-metrics.yaml"
     text = path.read_text()
@@ -191,10 +191,11 @@ def test_a_folder_of_plain_manifests_is_checked_across_files(check_config, tmp_p
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     assert any(l.startswith(f"{path}: WasmPlugin token-usage-metrics-llm: spec.phase: must be STATS") for l in lines), lines
-    assert any("WasmPlugin token-usage-metrics-llm: spec.priority: token-usage-metrics would run before mcp-guard "
+    assert any("WasmPlugin token-usage-metrics-llm: spec.priority: token-usage-metrics would run before api-key-auth "
                "(WasmPlugin mcp-mesh-llm)" in l for l in lines), lines
     # mcp-mesh takes its first stage's phase.
     mesh = tmp_path / "mcp-mesh.yaml"
-    mesh.write_text(mesh.read_text().replace("phase: AUTHZ", "phase: STATS", 1))
+    gateway, llm = mesh.read_text().split("name: mcp-mesh-llm", 1)
+    mesh.write_text(gateway + "name: mcp-mesh-llm" + llm.replace("phase: AUTHN", "phase: STATS", 1))
     out = manifests.run(mesh)
-    assert "WasmPlugin mcp-mesh-llm: spec.phase: must be AUTHZ for mcp-mesh (first stage mcp-guard) (is STATS)" in out.stdout, out.stdout
+    assert "WasmPlugin mcp-mesh-llm: spec.phase: must be AUTHN for mcp-mesh (first stage api-key-auth) (is STATS)" in out.stdout, out.stdout

@@ -86,7 +86,8 @@ def operator() -> dict:
 @pytest.mark.parametrize("overlay", [*OVERLAYS, GLOBAL])
 def test_every_resource_validates_against_its_istio_crd_schema(rendered, overlay):
     kinds = {r["kind"] for r in rendered[overlay]}
-    assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule", "EnvoyFilter"}
+    assert kinds == {"WasmPlugin", "Telemetry", "ServiceEntry", "DestinationRule", "EnvoyFilter",
+                     "PeerAuthentication", "AuthorizationPolicy"}
     problems = manifests.check_paths([overlay])
     assert problems == [], "\n".join(problems)
 
@@ -157,9 +158,10 @@ def test_each_service_gets_its_filters_in_chain_order(rendered, overlay):
     assert sorted(by_service) == sorted(SERVICES)
     names = {svc: [f for p in plugins for f, _ in stages(p)] for svc, plugins in by_service.items()}
     assert names["mcp-gateway"] == ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log"]
-    assert names["mcp-llm"] == ["mcp-guard", "org-rate-limit", "debate-access-log", "token-usage-metrics"]
+    assert names["mcp-llm"] == ["api-key-auth", "mcp-guard", "org-rate-limit", "debate-access-log",
+                                "token-usage-metrics"]
     for svc in ["mcp-debate", "mcp-organization", "mcp-context", "mcp-rag"]:
-        assert names[svc] == ["mcp-guard", "debate-access-log"], svc
+        assert names[svc] == ["api-key-auth", "mcp-guard", "debate-access-log"], svc
     # Stages that see the same traffic share one module (bench/RESULTS.md:
     # cheaper than separate ones); a lone stage runs its small standalone one.
     modules = {svc: [p["spec"]["pluginName"] for p in plugins] for svc, plugins in by_service.items()}
@@ -358,6 +360,23 @@ def test_istio_proxy_stats_config_exposes_the_labeled_metrics(envoy_factory):
     assert mcp_series(envoys["istio-default"]) == set()
 
 
+ASSERTION = "x-mcp-identity"
+
+
+def assertion(resources: list[dict], **claims) -> str:
+    """An identity assertion as the rendered gateway mints it (its own key)."""
+    import time
+
+    import jwt
+
+    mint = service_stage(resources, "mcp-gateway", "api-key-auth")["identity_assertion"]
+    key = jwt.algorithms.ECAlgorithm.from_jwk(json.dumps(mint["private_key"]))
+    now = int(time.time())
+    body = {"iss": mint["issuer"], "aud": mint["audience"], "iat": now, "exp": now + mint["ttl_seconds"],
+            "org_id": "acme", "plan": "pro", "role": "owner", "jti": "acme-owner"} | claims
+    return jwt.encode(body, key, algorithm="ES256", headers={"kid": mint["key_id"]})
+
+
 def start_service(rendered, envoy_factory, overlay: str, service: str):
     """A real Envoy with one service's chain from the rendered overlay, the
     pluginConfigs exactly as Istio hands them over (the Struct as JSON)."""
@@ -384,16 +403,19 @@ def test_production_gateway_and_llm_chains_do_what_the_manifests_say(rendered, e
     gateway.stop()
 
     llm = start_service(rendered, envoy_factory, prod, "mcp-llm")
-    assert llm.request("GET", "/generate").status == 403  # without_identity: deny
+    # Identity only from the gateway's assertion: plain headers are not one.
+    assert llm.request("GET", "/generate", {"x-mcp-org-id": "initech", "x-mcp-plan": "free"}).status == 401
     # Production's free plan on mcp-llm: a burst of 3, then 429.
-    identity = {"x-mcp-org-id": "initech", "x-mcp-plan": "free"}
+    identity = {ASSERTION: assertion(rendered[prod], org_id="initech", plan="free")}
     statuses = [llm.request("GET", "/generate", identity).status for _ in range(4)]
     assert statuses == [200, 200, 200, 429], statuses
 
 
 def test_staging_organization_service_logs_its_debate_ids(rendered, envoy_factory):
-    envoy = start_service(rendered, envoy_factory, "wasm-plugins-yaml/overlays/staging", "mcp-organization")
-    assert envoy.request("GET", "/organizations/acme/debates/d-42/arguments").status == 200
+    staging = "wasm-plugins-yaml/overlays/staging"
+    envoy = start_service(rendered, envoy_factory, staging, "mcp-organization")
+    headers = {ASSERTION: assertion(rendered[staging])}
+    assert envoy.request("GET", "/organizations/acme/debates/d-42/arguments", headers).status == 200
     [line] = envoy.access_log(expect=1)
     assert line["debate_id"] == "d-42", line
 
@@ -462,7 +484,89 @@ def test_the_shipped_tool_rules_fit_each_service(rendered, envoy_factory, servic
                 "params": {"name": tool, "arguments": {},
                            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                                      "io.modelcontextprotocol/clientCapabilities": {}}}}
-        headers = {"x-mcp-org-id": "acme", "x-mcp-plan": "pro", "x-mcp-role": role,
+        headers = {ASSERTION: assertion(rendered["wasm-plugins-yaml/overlays/production"], role=role),
                    "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": tool}
         status = envoy.request("POST", "/mcp", headers, body).status
         assert (status == 200) == (role in allowed), (service, tool, role, status)
+
+
+def test_authorization_policies_allow_only_the_call_graph(rendered):
+    """mTLS STRICT for the namespace, and each service reachable only from
+    the callers docs/architecture.md names, in the overlay's namespace."""
+    graph = {"mcp-gateway": {"istio-ingressgateway-service-account"}, "mcp-debate": {"mcp-gateway"},
+             "mcp-organization": {"mcp-gateway"}, "mcp-context": {"mcp-gateway", "mcp-debate"},
+             "mcp-rag": {"mcp-gateway", "mcp-debate"}, "mcp-llm": {"mcp-gateway", "mcp-debate", "mcp-rag"}}
+    for overlay, ns in [("wasm-plugins-yaml/overlays/production", "production"),
+                        ("wasm-plugins-yaml/overlays/staging", "staging")]:
+        resources = rendered[overlay]
+        [peer] = of_kind(resources, "PeerAuthentication")
+        assert peer["spec"] == {"mtls": {"mode": "STRICT"}} and peer["metadata"]["namespace"] == ns
+        seen = {}
+        for policy in of_kind(resources, "AuthorizationPolicy"):
+            spec = policy["spec"]
+            assert spec["action"] == "ALLOW" and policy["metadata"]["namespace"] == ns
+            [rule] = spec["rules"]
+            [source] = [f["source"] for f in rule["from"]]
+            app = spec["selector"]["matchLabels"]["app"]
+            seen[app] = {p.removeprefix("*/sa/") for p in source["principals"]}
+            assert source["namespaces"] == (["istio-system"] if app == "mcp-gateway" else [ns]), policy
+        assert seen == graph, overlay
+
+
+TRAFFIC_EXTENSION = "wasm-plugins-yaml/overlays/traffic-extension"
+
+
+def test_the_traffic_extension_overlay_is_production_as_istio_1_30_resources(rendered, tmp_path):
+    import subprocess
+
+    # Generated from production with real kustomize, and current.
+    out = subprocess.run([sys.executable, str(REPO / TRAFFIC_EXTENSION / "generate.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    resources = [e["resource"] for e in manifests.render(TRAFFIC_EXTENSION)]
+    assert manifests.check_paths([TRAFFIC_EXTENSION]) == []
+    extensions = of_kind(resources, "TrafficExtension")
+    assert of_kind(resources, "WasmPlugin") == []
+    plugins = {p["metadata"]["name"]: p["spec"] for p in of_kind(rendered["wasm-plugins-yaml/overlays/production"],
+                                                                  "WasmPlugin")}
+    assert {e["metadata"]["name"] for e in extensions} == set(plugins)
+    for e in extensions:
+        spec, plugin = e["spec"], plugins[e["metadata"]["name"]]
+        for key in ["selector", "match", "phase", "priority"]:
+            assert spec[key] == plugin[key], (e["metadata"]["name"], key)
+        for key in ["url", "sha256", "pluginName", "pluginConfig", "failStrategy"]:
+            assert spec["wasm"][key] == plugin[key], (e["metadata"]["name"], key)
+    # check-config runs every pluginConfig through the filters' own parsers,
+    # and names the TrafficExtension's own field path on a mistake.
+    out = manifests.run(TRAFFIC_EXTENSION)
+    assert out.returncode == 0 and "7 pluginConfig(s) checked" in out.stderr, out.stdout + out.stderr
+    broken = tmp_path / "broken.yaml"
+    text = (REPO / TRAFFIC_EXTENSION / "resources.yaml").read_text()
+    assert "without_identity: deny" in text
+    broken.write_text(text.replace("without_identity: deny", "without_identity: sometimes", 1))
+    out = manifests.run(broken)
+    assert out.returncode == 1
+    assert any(l.startswith(f"{broken}: TrafficExtension production/mcp-mesh-llm: "
+                            "spec.wasm.pluginConfig.org_rate_limit.without_identity") for l in out.stdout.splitlines()), out.stdout
+
+
+@pytest.mark.parametrize("overlay", [*OVERLAYS, GLOBAL, TRAFFIC_EXTENSION])
+def test_real_kustomize_renders_what_check_config_checks(rendered, overlay):
+    """`kubectl kustomize` (kustomize v5.5) and check-config's own renderer
+    (which keeps each field's source file for its messages) agree on every
+    overlay, and check-config checks kustomize's output on standard input."""
+    import subprocess
+
+    real = subprocess.run(["kubectl", "kustomize", str(REPO / overlay)], capture_output=True, text=True, check=True)
+    key = lambda r: (r["kind"], r["metadata"]["name"])  # noqa: E731
+    theirs = sorted((d for d in yaml.safe_load_all(real.stdout) if d), key=key)
+    ours = sorted((e["resource"] for e in manifests.render(overlay)), key=key)
+    # Compared as values: YAML's 1.0 and JSON's 1 are the same number.
+    assert theirs == ours
+    out = subprocess.run([str(manifests.binary()), "-"], input=real.stdout, capture_output=True, text=True)
+    assert out.returncode == 0 and "7 pluginConfig(s) checked" in out.stderr, out.stdout + out.stderr
+    broken = real.stdout.replace("default_plan: free", "default_plan: platinum", 1)
+    assert broken != real.stdout
+    out = subprocess.run([str(manifests.binary()), "-"], input=broken, capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout.startswith("<stdin>: "), out.stdout
+    assert "default_plan: unknown plan `platinum`" in out.stdout, out.stdout

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A PATH is a kustomization folder (or its kustomization.yaml), a manifest
-//! file with any number of YAML documents, or one pluginConfig (`.json`, or
+//! file with any number of YAML documents, `-` for manifests on standard
+//! input (`kubectl kustomize DIR | check-config -`), or one pluginConfig (`.json`, or
 //! YAML with `--filter`); the filter of a lone pluginConfig comes from
 //! `--filter` or from its file name (`org-rate-limit.prod.json`).
 
@@ -70,7 +71,9 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
                     filters::names()
                 ))?);
             }
-            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            flag if flag.starts_with('-') && flag != "-" => {
+                return Err(format!("unknown option {flag}"))
+            }
             path => paths.push(PathBuf::from(path)),
         }
     }
@@ -83,6 +86,7 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
     let mut skipped = Vec::new();
     for path in &paths {
         let resources = match input_kind(path, filter) {
+            Input::Stdin => stdin_manifest(),
             Input::Kustomization(dir) => kustomize::build(&dir),
             Input::Folder => manifest_folder(path),
             Input::Manifest => manifest_file(path),
@@ -129,6 +133,8 @@ fn check(args: &[String]) -> Result<ExitCode, String> {
 }
 
 enum Input {
+    /// `-`: manifests on standard input.
+    Stdin,
     Kustomization(PathBuf),
     /// A folder without a kustomization: every YAML file in it.
     Folder,
@@ -138,6 +144,9 @@ enum Input {
 }
 
 fn input_kind(path: &Path, filter: Option<&'static filters::Filter>) -> Input {
+    if path == Path::new("-") {
+        return Input::Stdin;
+    }
     if path.is_dir() {
         return match kustomize::kustomization_file(path) {
             Some(_) => Input::Kustomization(path.to_path_buf()),
@@ -173,6 +182,18 @@ fn input_kind(path: &Path, filter: Option<&'static filters::Filter>) -> Input {
         }
         None => Input::Manifest,
     }
+}
+
+/// Manifests on standard input: what `kubectl kustomize DIR | check-config -` renders.
+fn stdin_manifest() -> Result<Vec<Resource>, Finding> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| Finding::file("<stdin>", "<root>", e.to_string()))?;
+    let docs = yaml::documents(&text).map_err(|m| Finding::file("<stdin>", "<root>", m))?;
+    Ok(docs
+        .into_iter()
+        .map(|d| Resource::new(d, Path::new("<stdin>")))
+        .collect())
 }
 
 fn manifest_file(path: &Path) -> Result<Vec<Resource>, Finding> {

@@ -20,11 +20,86 @@ pub struct Report {
     pub skipped: Vec<String>,
 }
 
-/// Checks every WasmPlugin in `resources` (other kinds are ignored).
+/// The fields of a TrafficExtension's `spec.wasm`: Istio 1.30's successor of
+/// WasmPlugin carries the same fields there.
+const WASM_FIELDS: [&str; 10] = [
+    "failStrategy",
+    "imagePullPolicy",
+    "imagePullSecret",
+    "pluginConfig",
+    "pluginName",
+    "sha256",
+    "type",
+    "url",
+    "verificationKey",
+    "vmConfig",
+];
+
+/// A TrafficExtension with a `wasm` module as the WasmPlugin it is (its
+/// `spec.wasm` fields lifted into `spec`), so one set of checks serves both.
+fn as_wasm_plugin(r: &Resource) -> Option<Resource> {
+    let spec = r.value.get("spec")?.as_object()?;
+    let wasm = spec.get("wasm")?.as_object()?;
+    let mut flat = spec.clone();
+    flat.remove("wasm");
+    for (k, v) in wasm {
+        flat.insert(k.clone(), v.clone());
+    }
+    let mut value = r.value.clone();
+    *value.get_mut("spec")? = Value::Object(flat);
+    Some(Resource {
+        value,
+        file: r.file.clone(),
+        patches: r.patches.clone(),
+    })
+}
+
+/// A finding on the lifted view, named by the TrafficExtension's own path.
+fn to_traffic_extension(mut f: Finding) -> Finding {
+    if let Some(rest) = f.field.strip_prefix("spec.") {
+        let key = rest.split(['.', '[']).next().unwrap_or(rest);
+        if WASM_FIELDS.contains(&key) {
+            f.field = format!("spec.wasm.{rest}");
+        }
+    }
+    f
+}
+
+/// Checks every WasmPlugin in `resources`, and every TrafficExtension that
+/// loads a Wasm module (other kinds are ignored).
 pub fn check_all(resources: &[Resource]) -> Report {
+    let lifted: Vec<Resource> = resources
+        .iter()
+        .filter(|r| r.kind() == "TrafficExtension")
+        .filter_map(as_wasm_plugin)
+        .collect();
+    let mut report = check_plugins(
+        resources
+            .iter()
+            .filter(|r| r.kind() == "WasmPlugin")
+            .chain(&lifted),
+    );
+    report.findings = report
+        .findings
+        .into_iter()
+        .map(|f| {
+            if f.resource
+                .as_deref()
+                .is_some_and(|id| id.starts_with("TrafficExtension "))
+            {
+                to_traffic_extension(f)
+            } else {
+                f
+            }
+        })
+        .collect();
+    report
+}
+
+fn check_plugins<'a>(plugins: impl Iterator<Item = &'a Resource>) -> Report {
     let mut report = Report::default();
     let mut ours = Vec::new();
-    for r in resources.iter().filter(|r| r.kind() == "WasmPlugin") {
+    for r in plugins {
         match identify(r) {
             Identity::Ours(filter) => {
                 report.checked += 1;
