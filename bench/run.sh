@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bench/setup.sh
 # The no-op Proxy-Wasm filter: the floor of the instruction counts.
 cargo build --quiet --release --locked --target wasm32-wasip1 -p noop-filter
-for f in api-key-auth org-rate-limit debate-access-log token-usage-metrics mcp-mesh; do
+for f in api-key-auth mcp-guard org-rate-limit debate-access-log token-usage-metrics mcp-mesh; do
   if [ ! -f "dist/$f.wasm" ]; then
     echo "bench: dist/$f.wasm is missing: run \`make build\` (or \`make bench\`)" >&2
     exit 1

@@ -21,7 +21,7 @@ from wrkrun import WrkResult, run_wrk
 
 # Which request each configuration is driven with: token-usage-metrics reads
 # LLM responses, so it gets the LLM request, and bare Envoy both.
-REQUESTS_BY_SETUP = {"bare": ("mcp", "llm"), "token-usage-metrics": ("llm",)}
+REQUESTS_BY_SETUP = {"bare": ("mcp", "llm"), "token-usage-metrics": ("llm",), "mcp-guard": ("mcp", "mcp-modern")}
 
 
 @dataclass

@@ -25,6 +25,17 @@ MCP_BODY = json.dumps({
     "params": {"name": "get_debate_status", "arguments": {"debate_id": "d-42"}},
 }, separators=(",", ":"))
 
+# The same call in MCP 2026-07-28: the envelope in params._meta, and the
+# method and tool repeated in headers (modern_mcp_request).
+MODERN_BODY = json.dumps({
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {"name": "get_debate_status", "arguments": {"debate_id": "d-42"},
+               "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                         "io.modelcontextprotocol/clientCapabilities": {}}},
+}, separators=(",", ":"))
+
 LLM_BODY = json.dumps({
     "model": "gpt-4o-mini",
     "messages": [{"role": "user", "content": "Argue for the motion in one sentence."}],
@@ -45,6 +56,14 @@ def mcp_request(key: str | None = None, org: str | None = None) -> Request:
     return Request("POST", "/mcp", request_headers(key or bench_key(0), org or bench_org(0)), MCP_BODY)
 
 
+def modern_mcp_request() -> Request:
+    headers = request_headers(bench_key(0), bench_org(0))
+    del headers["mcp-session-id"]  # no sessions in 2026-07-28
+    headers.update({"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
+                    "mcp-name": "get_debate_status"})
+    return Request("POST", "/mcp", headers, MODERN_BODY)
+
+
 def llm_request() -> Request:
     return Request("POST", "/v1/chat/completions", request_headers(bench_key(0), bench_org(0)), LLM_BODY)
 
@@ -59,4 +78,4 @@ def rotating_mcp_request() -> Request:
     return req
 
 
-REQUESTS = {"mcp": mcp_request, "llm": llm_request}
+REQUESTS = {"mcp": mcp_request, "mcp-modern": modern_mcp_request, "llm": llm_request}
