@@ -16,7 +16,7 @@ from harness.mcp_client import run_client
 from harness.upstream import Reply
 
 MODERN = "2026-07-28"
-OWNER, USER = 0, 1  # demo keys: acme owner, acme user
+OWNER, USER, MODERATOR = 0, 1, 3  # demo keys (local/demo/keys.json) of acme
 
 
 def envelope(version: str = MODERN) -> dict:
@@ -50,17 +50,19 @@ def modern_headers(method: str | None, name: str | None = None, version: str = M
 
 @pytest.mark.parametrize("mode", [MODERN, "legacy"])
 def test_the_official_client_sees_its_role_in_both_eras(envoy_factory, mcp_server, mode):
+    """Owner, moderator and user of one organization, with the shipped rule
+    that only owners and moderators run rounds."""
     envoy = envoy_factory(upstreams={"mcp_debate": mcp_server})
     steps = [
         ("list_tools",),
         ("call_tool", "create_debate", {"topic": "Tabs or spaces"}),
         ("call_tool", "run_debate_round", {"debate_id": "d-1"}),
     ]
-    owner = run_client(f"{envoy.url}/mcp", auth_headers(OWNER), mode, steps)
-    user = run_client(f"{envoy.url}/mcp", auth_headers(USER), mode, steps)
-
-    assert "run_debate_round" in [t.name for t in owner[0].tools]
-    assert not owner[1].is_error and not owner[2].is_error, owner
+    owner, moderator, user = (run_client(f"{envoy.url}/mcp", auth_headers(k), mode, steps)
+                              for k in (OWNER, MODERATOR, USER))
+    for who in (owner, moderator):
+        assert "run_debate_round" in [t.name for t in who[0].tools]
+        assert not who[1].is_error and not who[2].is_error, who
     # The user's list hides the owner-only tool; its other tools stay.
     user_tools = [t.name for t in user[0].tools]
     assert "run_debate_round" not in user_tools and "create_debate" in user_tools
@@ -80,7 +82,7 @@ def test_the_official_client_sees_its_role_in_both_eras(envoy_factory, mcp_serve
     assert denial[0]["authz_rule"] == "rounds-need-a-moderator"
     assert denial[0]["mcp_name"] == "run_debate_round"
     calls = [l for l in lines if l["mcp_name"] == "create_debate"]
-    assert len(calls) == 2 and all(l["authz_result"] == "allowed" for l in calls)
+    assert len(calls) == 3 and all(l["authz_result"] == "allowed" for l in calls)
     if mode == MODERN:
         assert {l["mcp_protocol_version"] for l in calls} == {MODERN}
         assert {l["mcp_header_check"] for l in calls} == {"ok"}

@@ -276,7 +276,7 @@ impl GuardFlow {
             .unwrap_or(Value::Null);
         self.id = id.clone();
         if let Some(f) = facts {
-            record_body(host, f);
+            record_body(host, f, self.enforced);
         }
         if self.era == Era::Modern && self.config().header_check != HeaderCheck::Off {
             if let Err(m) = self.check_modern(facts) {
@@ -413,15 +413,18 @@ fn record(host: &mut dyn Host, key: &str, value: Option<&str>) {
     }
 }
 
-/// What only the body says: client name and version, and the version a
-/// handshake-era `initialize` asks for.
-fn record_body(host: &mut dyn Host, facts: &RequestFacts) {
+/// What only the body says: client name and version, and (unless the
+/// checked headers said so already) the protocol version and the name.
+fn record_body(host: &mut dyn Host, facts: &RequestFacts, headers_said: bool) {
     let Some(first) = facts.messages.first() else {
         return;
     };
     let meta = BodyMeta::from_pointers(&first.pointers);
     record(host, state::CLIENT_NAME, meta.client_name.as_deref());
     record(host, state::CLIENT_VERSION, meta.client_version.as_deref());
+    if headers_said {
+        return;
+    }
     record(
         host,
         state::PROTOCOL_VERSION,
