@@ -20,8 +20,8 @@ WASM_FILES := $(foreach f,$(FILTERS) $(COMPOSED),$(DIST)/$(f).wasm)
 RUST_SOURCES := $(shell find filters tools -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml Cargo.lock
 
 .PHONY: build test test-unit test-integration run bench lint fmt tools venv wasm-target clean check-config api-key oci
-.PHONY: check-config-bin schemas pin-digests mesh-config oci-tools traffic-extension assertion-key
-.PHONY: redis fuzz test-fuzz fuzz-tools
+.PHONY: check-config-bin schemas pin-digests mesh-config oci-tools traffic-extension assertion-key observability
+.PHONY: redis prometheus noop-wasm fuzz test-fuzz fuzz-tools
 
 ## Toolchain and virtualenv -------------------------------------------------
 
@@ -45,6 +45,20 @@ $(VENV)/.stamp: requirements.txt local/demo/requirements.txt
 wasm-target: .tools/wasm-target.stamp
 venv: $(VENV)/.stamp
 redis: .tools/redis.stamp
+
+# Debian's prometheus (server and promtool) for the observability tests
+# (tests/test_observability.py: a real Prometheus scrapes a real Envoy).
+.tools/prometheus.stamp:
+	@mkdir -p .tools
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@touch $@
+prometheus: .tools/prometheus.stamp
+
+# bench/noop-filter: the no-op module (make bench's floor; the observability
+# tests make it trap to see Envoy reload a crashed VM).
+NOOP_WASM := target/$(WASM_TARGET)/release/noop_filter.wasm
+noop-wasm: wasm-target
+	$(CARGO) build --release --locked --target $(WASM_TARGET) -p noop-filter
 tools: wasm-target venv
 
 ## Build ---------------------------------------------------------------------
@@ -70,7 +84,7 @@ test-unit:
 	$(CARGO) test --workspace --locked
 
 # Integration tests: a real Envoy 1.40 per test, real HTTP traffic.
-test-integration: build venv check-config-bin oci-tools redis
+test-integration: build venv check-config-bin oci-tools redis prometheus noop-wasm
 	$(PY) -m pytest tests -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
 
 # Fuzzing (cargo-fuzz, libFuzzer): every parser a client or a config reaches.
@@ -147,6 +161,11 @@ pin-digests: oci
 # (Istio 1.30 TrafficExtension); CHECK=1 fails when it is stale.
 traffic-extension: venv
 	$(PY) wasm-plugins-yaml/overlays/traffic-extension/generate.py $(if $(CHECK),--check)
+
+# The Grafana dashboard and the PrometheusRule (wasm-plugins-yaml/observability);
+# CHECK=1 fails when they are stale.
+observability: venv
+	$(PY) wasm-plugins-yaml/observability/build.py $(if $(CHECK),--check)
 
 # A new key pair for the signed identity assertion (printed once, never stored).
 assertion-key: venv

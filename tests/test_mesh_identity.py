@@ -108,7 +108,11 @@ def test_the_gateways_identity_reaches_mcp_llm_through_the_service(mesh):
     assert llm.metric("mcp_ratelimit_requests_total", decision="allowed", plan=owner["plan"]) == 1
     assert set(tokens_by_org(llm)) == {owner["org_id"]}
     # mcp-debate's sidecar took the identity from the assertion too.
-    line = next(l for l in debate.access_log(expect=2) if l["mcp_name"] == "run_debate_round")
+    deadline = time.monotonic() + 10  # Envoy flushes the access log on a timer
+    while not (lines := [l for l in debate.access_log() if l["mcp_name"] == "run_debate_round"]):
+        assert time.monotonic() < deadline, debate.access_log()
+        time.sleep(0.05)
+    [line] = lines
     assert (line["org_id"], line["role"], line["key_id"]) == (owner["org_id"], owner["role"], owner["id"])
 
 

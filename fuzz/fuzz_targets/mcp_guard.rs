@@ -4,7 +4,7 @@
 //! name.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mcp_guard::config::Overflow;
+use mcp_guard::config::{Lists, Overflow};
 use mcp_guard::list_filter::{Framing, ListFilter, ListKind};
 use mesh_core::jsonrpc_scan::{scan, Pointers};
 use mesh_core::mcp::{self, Call, HeaderFacts};
@@ -13,8 +13,11 @@ fn filtered(framing: Framing, chunks: &[&[u8]]) -> Vec<u8> {
     let mut f = ListFilter::new(
         vec![ListKind::Tools, ListKind::Prompts, ListKind::Resources],
         framing,
-        512,
-        Overflow::Block,
+        &Lists {
+            filter: true,
+            max_bytes: 512,
+            on_overflow: Overflow::Block,
+        },
         serde_json::Value::from(1),
         Box::new(|c: &Call| c.name.as_deref().is_some_and(|n| !n.starts_with('x'))),
     );

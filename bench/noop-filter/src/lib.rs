@@ -6,6 +6,9 @@
 //! n times per request in `on_http_request_headers` (or, for
 //! `set_property_log`, in `on_log`): `bench/instructions.py` subtracts the
 //! floor and divides by n to price each host call the filters make.
+//!
+//! `trap` makes every request trap the VM (a Wasm `unreachable`): the
+//! observability tests use it to make Envoy reload a crashed VM.
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
@@ -30,6 +33,7 @@ mod filter {
         GetProperty,
         Counter,
         Time,
+        Trap,
     }
 
     struct Root {
@@ -54,6 +58,7 @@ mod filter {
                 Some("get_property") => Some(Call::GetProperty),
                 Some("counter") => Some(Call::Counter),
                 Some("time") => Some(Call::Time),
+                Some("trap") => Some(Call::Trap),
                 _ => None,
             };
             let n = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -83,6 +88,9 @@ mod filter {
     impl Stream {
         fn run(&self, at_log: bool) {
             let Some((call, n)) = self.probe else { return };
+            if matches!(call, Call::Trap) && !at_log {
+                core::arch::wasm32::unreachable();
+            }
             if at_log != matches!(call, Call::SetPropertyLog) {
                 return;
             }
@@ -114,6 +122,7 @@ mod filter {
                     }
                     Call::Counter => hostcalls::increment_metric(self.counter, 1),
                     Call::Time => hostcalls::get_current_time().map(drop),
+                    Call::Trap => Ok(()),
                 };
             }
         }

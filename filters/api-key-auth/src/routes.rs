@@ -70,59 +70,7 @@ fn covers(prefix: &str, path: &str) -> bool {
             .is_some_and(|collection| !collection.is_empty() && path == collection)
 }
 
-/// `:path` without `?query` or `#fragment`.
-pub fn path_only(raw: &str) -> &str {
-    raw.split(['?', '#']).next().unwrap_or(raw)
-}
-
-/// RFC 3986 normalization, plus the decodings upstream servers are known to
-/// apply (`%2F`, `%5C`, `\`) so that no spelling of a path escapes a rule.
-pub fn normalize(path: &str) -> String {
-    let decoded = decode_for_matching(path);
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len() + 1);
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if out.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
-        out.push('/');
-    }
-    out
-}
-
-fn decode_for_matching(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(c) = hex {
-                if c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c) {
-                    out.push(if c == b'\\' { b'/' } else { c });
-                    i += 3;
-                    continue;
-                }
-            }
-        }
-        out.push(if b == b'\\' { b'/' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use mesh_core::path::{normalize, path_only};
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,10 @@ pub struct Config {
     pub lists: Lists,
     /// `realm` of the `WWW-Authenticate` challenge on a denial.
     pub realm: String,
+    /// Path prefixes that are not MCP (the LLM provider APIs on a gateway):
+    /// their requests pass untouched. A path skips only when it is already
+    /// in normal form (`/v1/../mcp` does not skip a `/v1/` prefix).
+    pub skip_paths: Vec<String>,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             rules: Vec::new(),
             lists: Lists::default(),
             realm: "mcp".into(),
+            skip_paths: Vec::new(),
         }
     }
 }
@@ -298,6 +303,14 @@ impl Validate for Config {
                 "must be printable ASCII without quotes or spaces",
             ));
         }
+        for (i, p) in self.skip_paths.iter().enumerate() {
+            if !p.starts_with('/') || mesh_core::path::normalize(p) != *p {
+                return Err(ConfigError::new(
+                    format!("skip_paths[{i}]"),
+                    "must be a path prefix in normal form, starting with /",
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
@@ -385,6 +398,14 @@ mod tests {
                 "lists.max_bytes: must be between",
             ),
             (r#"{"batches": "sometimes"}"#, "batches: unknown variant"),
+            (
+                r#"{"skip_paths": ["v1/"]}"#,
+                "skip_paths[0]: must be a path prefix",
+            ),
+            (
+                r#"{"skip_paths": ["/a/../b"]}"#,
+                "skip_paths[0]: must be a path prefix",
+            ),
         ];
         for (json, want) in cases {
             let got = err(json);

@@ -10,7 +10,7 @@
 //!   be read (compressed), the configured fail mode applies: `block` sends a
 //!   JSON-RPC error for the call instead, `pass` sends the list unfiltered.
 
-use crate::config::Overflow;
+use crate::config::{Lists, Overflow};
 use mesh_core::mcp::Call;
 use serde_json::Value;
 
@@ -74,6 +74,7 @@ pub struct Tally {
 pub struct ListFilter<'a> {
     kinds: Vec<ListKind>,
     framing: Framing,
+    /// Largest body (JSON) or event (SSE) filtered, and what happens past it.
     max_bytes: usize,
     on_overflow: Overflow,
     /// The request's JSON-RPC id, for the `block` error.
@@ -93,16 +94,15 @@ impl<'a> ListFilter<'a> {
     pub fn new(
         kinds: Vec<ListKind>,
         framing: Framing,
-        max_bytes: usize,
-        on_overflow: Overflow,
+        lists: &Lists,
         id: Value,
         allowed: Box<dyn Fn(&Call) -> bool + 'a>,
     ) -> Self {
         Self {
             kinds,
             framing,
-            max_bytes,
-            on_overflow,
+            max_bytes: lists.max_bytes,
+            on_overflow: lists.on_overflow,
             id,
             allowed,
             kept: Vec::new(),
@@ -356,11 +356,15 @@ mod tests {
     const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"get_debate","inputSchema":{}},{"name":"delete_debate","inputSchema":{}},{"name":"run_debate_round"}]}}"#;
 
     fn filter(framing: Framing, max: usize, mode: Overflow) -> ListFilter<'static> {
+        let lists = Lists {
+            filter: true,
+            max_bytes: max,
+            on_overflow: mode,
+        };
         ListFilter::new(
             vec![ListKind::Tools],
             framing,
-            max,
-            mode,
+            &lists,
             Value::from(3),
             Box::new(|c: &Call| c.name.as_deref() != Some("delete_debate")),
         )

@@ -377,6 +377,19 @@ impl GuardFlow {
     }
 }
 
+/// True for a request on a configured non-MCP path, spelled in normal form.
+fn skips(prefixes: &[String], headers: &[(String, Vec<u8>)]) -> bool {
+    if prefixes.is_empty() {
+        return false;
+    }
+    let raw = header_in(headers, ":path").and_then(|v| std::str::from_utf8(v).ok());
+    let Some(path) = raw.map(mesh_core::path::path_only) else {
+        return false;
+    };
+    mesh_core::path::normalize(path) == path
+        && prefixes.iter().any(|p| path.starts_with(p.as_str()))
+}
+
 /// The 403 body: a JSON-RPC error that names the rule, never a client value.
 fn forbidden(id: &Value, rule: &str) -> String {
     json!({
@@ -440,6 +453,9 @@ fn record_body(host: &mut dyn Host, facts: &RequestFacts, headers_said: bool) {
 impl Flow for GuardFlow {
     fn on_request_headers(&mut self, x: &mut Exchange, host: &mut dyn Host, end: bool) -> Step {
         let headers = host.request_headers();
+        if skips(&self.shared.config.skip_paths, headers) {
+            return Step::Continue;
+        }
         let method = header_in(headers, ":method").unwrap_or_default();
         let content_type =
             header_in(headers, "content-type").and_then(|v| std::str::from_utf8(v).ok());
@@ -543,12 +559,10 @@ impl Flow for GuardFlow {
         let encoded = text(host, "content-encoding").is_some_and(|e| e != "identity");
         let shared = Rc::clone(&self.shared);
         let caller = self.caller.clone();
-        let lists = &self.config().lists;
         let mut filter = ListFilter::new(
             self.lists.clone(),
             framing,
-            lists.max_bytes,
-            lists.on_overflow,
+            &self.config().lists,
             self.id.clone(),
             Box::new(move |call: &Call| shared.rules.decide(call, &caller).allowed),
         );
@@ -595,6 +609,7 @@ mod tests {
     use super::*;
     use mesh_core::chain::Chain;
     use mesh_core::mock_host::MockHost;
+    use mesh_core::stage::set_header_in;
 
     const RULES: &str = r#"{"rules": [
         {"name": "rounds", "tools": ["run_debate_round"], "allow": {"roles": ["owner", "moderator"]}},
@@ -883,6 +898,24 @@ mod tests {
         );
         c.log(&mut host);
         assert_eq!(host.metric("mcp_guard_list_entries_removed_total"), 1);
+    }
+
+    #[test]
+    fn skip_paths_pass_only_in_normal_form() {
+        let config = RULES.replacen('{', r#"{"skip_paths": ["/v1/"], "#, 1);
+        let big = format!(
+            r#"{{"model":"m","messages":[{{"content":"{}"}}]}}"#,
+            "w ".repeat(40_000)
+        );
+        for (path, passes) in [
+            ("/v1/chat/completions", true),
+            ("/v1/../mcp", false),
+            ("/v1/%2e%2e/mcp", false),
+        ] {
+            let (mut c, mut host) = setup(&config, "user", &[]);
+            set_header_in(&mut host.request_headers, ":path", Some(path));
+            assert_eq!(send(&mut c, &mut host, big.as_bytes()), passes, "{path}");
+        }
     }
 
     #[test]

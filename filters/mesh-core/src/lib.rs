@@ -16,6 +16,7 @@ pub mod log_value;
 pub mod mcp;
 pub mod metrics;
 pub mod mock_host;
+pub mod path;
 pub mod ratelimit_headers;
 pub mod sse;
 pub mod stage;

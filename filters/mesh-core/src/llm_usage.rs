@@ -84,6 +84,14 @@ impl Api {
         }
     }
 
+    /// The OpenTelemetry GenAI `gen_ai.operation.name` of a call to this API.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Api::OpenAiChat | Api::OpenAiResponses | Api::AnthropicMessages => "chat",
+            Api::Gemini => "generate_content",
+        }
+    }
+
     /// Config spelling, as in `routes[].api`.
     pub fn from_name(name: &str) -> Option<Api> {
         Some(match name {

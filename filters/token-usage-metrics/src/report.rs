@@ -7,9 +7,9 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `mcp_llm_tokens_total` | counter | org_id, gen_ai_provider_name, gen_ai_request_model, gen_ai_response_model, gen_ai_token_type, service |
-//! | `mcp_llm_requests_total` | counter | org_id, gen_ai_provider_name, gen_ai_request_model, outcome, service |
-//! | `mcp_llm_request_tokens` | histogram | gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type (input, output), service |
+//! | `mcp_llm_tokens_total` | counter | org_id, gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, gen_ai_response_model, gen_ai_token_type, service |
+//! | `mcp_llm_requests_total` | counter | org_id, gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, outcome, service |
+//! | `mcp_llm_request_tokens` | histogram | gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type (input, output), service |
 //! | `mcp_llm_usage_missing_total` | counter | gen_ai_provider_name, reason, service |
 //! | `mcp_llm_sse_events_skipped_total` | counter | gen_ai_provider_name, service |
 //!
@@ -69,6 +69,8 @@ pub fn zero_series(providers: &[String], service: &str) -> Vec<String> {
 pub struct Call<'a> {
     pub org: Option<&'a str>,
     pub provider: &'a str,
+    /// `gen_ai.operation.name` (`chat`, `generate_content`).
+    pub operation: &'a str,
     pub request_model: Option<&'a str>,
     pub response_model: Option<&'a str>,
     pub usage: Option<Usage>,
@@ -145,6 +147,7 @@ impl Labels {
         let response_model = model_label(call.response_model.unwrap_or(UNKNOWN));
         let service = self.service.as_str();
         let provider = call.provider;
+        let operation = call.operation;
         let outcome = call.outcome.unwrap_or(Outcome::Error);
 
         let mut out = vec![Update::Counter(
@@ -152,6 +155,7 @@ impl Labels {
                 REQUESTS_TOTAL,
                 &[
                     ("org_id", &org),
+                    ("gen_ai_operation_name", operation),
                     ("gen_ai_provider_name", provider),
                     ("gen_ai_request_model", &request_model),
                     ("outcome", outcome.label()),
@@ -191,6 +195,7 @@ impl Labels {
                     TOKENS_TOTAL,
                     &[
                         ("org_id", &org),
+                        ("gen_ai_operation_name", operation),
                         ("gen_ai_provider_name", provider),
                         ("gen_ai_request_model", &request_model),
                         ("gen_ai_response_model", &response_model),
@@ -205,6 +210,7 @@ impl Labels {
                     labeled(
                         REQUEST_TOKENS,
                         &[
+                            ("gen_ai_operation_name", operation),
                             ("gen_ai_provider_name", provider),
                             ("gen_ai_request_model", &request_model),
                             ("gen_ai_token_type", token_type),
@@ -262,6 +268,7 @@ mod tests {
             let call = Call {
                 org: None,
                 provider: "openai",
+                operation: "chat",
                 request_model: Some(model),
                 response_model: None,
                 usage: None,
@@ -302,6 +309,7 @@ mod tests {
         let call = Call {
             org: Some("acme"),
             provider: "openai",
+            operation: "chat",
             request_model: Some("gpt-4o"),
             response_model: Some("gpt-4o-2024-08-06"),
             usage: Some(usage()),
@@ -311,7 +319,7 @@ mod tests {
         };
         let updates = labels.updates(&call);
         let base =
-            "org_id=.=acme;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;";
+            "org_id=.=acme;.;gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;";
         assert_eq!(
             counters(&updates),
             vec![
@@ -329,8 +337,8 @@ mod tests {
         assert_eq!(
             histograms,
             vec![
-                &Update::Histogram("gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=input;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 100),
-                &Update::Histogram("gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=output;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 20),
+                &Update::Histogram("gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=input;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 100),
+                &Update::Histogram("gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=gpt-4o;.;gen_ai_token_type=.=output;.;service=.=mcp-llm;.;mcp_llm_request_tokens".into(), 20),
             ]
         );
     }
@@ -340,6 +348,7 @@ mod tests {
         let mut labels = Labels::new("svc", 10, 10);
         let call = Call {
             provider: "anthropic",
+            operation: "chat",
             outcome: Some(Outcome::UsageMissing(MissingReason::Truncated)),
             status: 200,
             ..Call::default()
@@ -347,7 +356,7 @@ mod tests {
         assert_eq!(
             counters(&labels.updates(&call)),
             vec![
-                ("org_id=.=unknown;.;gen_ai_provider_name=.=anthropic;.;gen_ai_request_model=.=unknown;.;outcome=.=usage_missing;.;service=.=svc;.;mcp_llm_requests_total".into(), 1),
+                ("org_id=.=unknown;.;gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=anthropic;.;gen_ai_request_model=.=unknown;.;outcome=.=usage_missing;.;service=.=svc;.;mcp_llm_requests_total".into(), 1),
                 ("gen_ai_provider_name=.=anthropic;.;reason=.=truncated;.;service=.=svc;.;mcp_llm_usage_missing_total".into(), 1),
             ]
         );
@@ -377,6 +386,7 @@ mod tests {
         let call = |org, model| Call {
             org: Some(org),
             provider: "openai",
+            operation: "chat",
             request_model: Some(model),
             response_model: Some(model),
             usage: Some(usage()),
@@ -389,14 +399,14 @@ mod tests {
         let names = counters(&labels.updates(&call("evil;.;org_id=.=x", "m2")));
         assert!(
             names[0].0.starts_with(
-                "org_id=.=other;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m2;.;"
+                "org_id=.=other;.;gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m2;.;"
             ),
             "{}",
             names[0].0
         );
         let names = counters(&labels.updates(&call("acme", "m1")));
         assert!(names[0].0.starts_with(
-            "org_id=.=acme;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m1;.;"
+            "org_id=.=acme;.;gen_ai_operation_name=.=chat;.;gen_ai_provider_name=.=openai;.;gen_ai_request_model=.=m1;.;"
         ));
         // acme's one model slot is taken.
         let names = counters(&labels.updates(&call("acme", "m3")));
@@ -411,6 +421,7 @@ mod tests {
             Call {
                 org: Some(org),
                 provider: "openai",
+                operation: "chat",
                 request_model: Some(model),
                 response_model: None,
                 usage: None,
@@ -447,6 +458,7 @@ mod tests {
         let mut labels = Labels::new("svc", 10, 10);
         let call = Call {
             provider: "openai",
+            operation: "chat",
             response_model: Some("gpt-4o-mini-2024-07-18"),
             outcome: Some(Outcome::Ok),
             usage: Some(Usage::default()),
@@ -477,6 +489,7 @@ mod tests {
         assert!(st.contains(&("mcp_llm_outcome", "ok".into())));
         let none = filter_state(&Call {
             provider: "openai",
+            operation: "chat",
             status: 200,
             ..Call::default()
         });

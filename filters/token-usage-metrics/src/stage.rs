@@ -136,6 +136,7 @@ impl UsageFlow {
         let facts = Call {
             org: call.org.as_deref(),
             provider: &call.provider,
+            operation: call.api.operation(),
             request_model,
             response_model: state.and_then(|s| s.response_model()),
             usage: state.and_then(|s| s.usage()),
