@@ -118,6 +118,16 @@ def on_request() -> list[Setup]:
         # body cost Envoy itself.
         replace(base["bare"], name="bare 2026-07-28", request="mcp-modern",
                 what="router only, the call in 2026-07-28 (three more headers, the envelope)"),
+        # Bisection of the composed chain on a 2026-07-28 request: one stage
+        # left out at a time.
+        *[replace(base["composed chain"], name=f"composed 2026-07-28 without {left_out}", request="mcp-modern",
+                  filters=tuple(f for f in base["composed chain"].filters if f != left_out),
+                  what=f"the composed chain without {left_out}, the call in 2026-07-28")
+          for left_out in ("mcp-guard", "org-rate-limit", "debate-access-log", "api-key-auth")],
+        *[replace(base["composed chain"], name=f"composed without {left_out}",
+                  filters=tuple(f for f in base["composed chain"].filters if f != left_out),
+                  what=f"the composed chain without {left_out}")
+          for left_out in ("mcp-guard", "org-rate-limit", "debate-access-log", "api-key-auth")],
         # TLS from the client (the route answers itself: no upstream here).
         replace(base["bare TLS"], what="router only, TLS from the client"),
         replace(base["composed chain TLS"], what="the composed chain, TLS from the client"),
