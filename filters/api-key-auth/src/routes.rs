@@ -30,10 +30,9 @@ impl Routes {
         if self.skip.is_empty() {
             return false;
         }
-        let path = path_only(raw_path);
-        if normalize(path) != path {
+        let Some(path) = normal_form(raw_path) else {
             return false;
-        }
+        };
         self.skip.iter().any(|m| match (&m.exact, &m.prefix) {
             (Some(exact), _) => path == exact,
             (None, Some(prefix)) => path.starts_with(prefix.as_str()),
@@ -70,7 +69,7 @@ fn covers(prefix: &str, path: &str) -> bool {
             .is_some_and(|collection| !collection.is_empty() && path == collection)
 }
 
-pub use mesh_core::path::{normalize, path_only};
+pub use mesh_core::path::{normal_form, normalize, path_only};
 
 #[cfg(test)]
 mod tests {

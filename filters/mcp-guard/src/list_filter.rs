@@ -208,16 +208,12 @@ impl<'a> ListFilter<'a> {
     }
 
     fn error(&self) -> Vec<u8> {
-        serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": self.id,
-            "error": {
-                "code": -32603,
-                "message": "the list is larger than the mesh filters for this caller",
-                "data": {"code": "list_too_large"}
-            }
-        })
-        .to_string()
+        mesh_core::error_body::rpc_error(
+            &self.id,
+            -32603,
+            "the list is larger than the mesh filters for this caller",
+            Some(serde_json::json!({"code": "list_too_large"})),
+        )
         .into_bytes()
     }
 

@@ -19,7 +19,7 @@ use crate::config::{Batches, Config, HeaderCheck, Overflow};
 use crate::list_filter::{Framing, ListFilter, ListKind};
 use crate::rules::{Caller, Rules, Verdict};
 use mesh_core::config_error::{self, ConfigError};
-use mesh_core::error_body::rpc_code;
+use mesh_core::error_body::{rpc_code, rpc_error};
 use mesh_core::identity::{header as identity_header, state};
 use mesh_core::jsonrpc::{self, RequestFacts, MAX_FACT_LEN};
 use mesh_core::jsonrpc_scan::{Pointers, Scanner};
@@ -246,12 +246,7 @@ impl GuardFlow {
         } else {
             400
         };
-        let body = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {"code": m.code(), "message": m.message()}
-        });
-        host.reply(status, &[], &body.to_string());
+        host.reply(status, &[], &rpc_error(id, m.code(), &m.message(), None));
         Some(Step::Replied)
     }
 
@@ -327,13 +322,13 @@ impl GuardFlow {
                 self.shared.counters.batches_refused.inc(host);
                 host.set_state(state::AUTHZ_RESULT, "denied");
                 host.set_state(state::AUTHZ_RULE, "batches");
-                let body = json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": {"code": mcp::code::INVALID_REQUEST,
-                              "message": "JSON-RPC batches are not accepted here"}
-                });
-                host.reply(400, &[], &body.to_string());
+                let body = rpc_error(
+                    &Value::Null,
+                    mcp::code::INVALID_REQUEST,
+                    "JSON-RPC batches are not accepted here",
+                    None,
+                );
+                host.reply(400, &[], &body);
                 return Some(Step::Replied);
             }
             self.shared.counters.batches_checked.inc(host);
@@ -382,26 +377,20 @@ fn skips(prefixes: &[String], headers: &[(String, Vec<u8>)]) -> bool {
     if prefixes.is_empty() {
         return false;
     }
-    let raw = header_in(headers, ":path").and_then(|v| std::str::from_utf8(v).ok());
-    let Some(path) = raw.map(mesh_core::path::path_only) else {
-        return false;
-    };
-    mesh_core::path::normalize(path) == path
-        && prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    header_in(headers, ":path")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(mesh_core::path::normal_form)
+        .is_some_and(|path| prefixes.iter().any(|p| path.starts_with(p.as_str())))
 }
 
 /// The 403 body: a JSON-RPC error that names the rule, never a client value.
 fn forbidden(id: &Value, rule: &str) -> String {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {
-            "code": rpc_code::FORBIDDEN,
-            "message": "this caller may not make this MCP call",
-            "data": {"code": "tool_denied", "rule": rule}
-        }
-    })
-    .to_string()
+    rpc_error(
+        id,
+        rpc_code::FORBIDDEN,
+        "this caller may not make this MCP call",
+        Some(json!({"code": "tool_denied", "rule": rule})),
+    )
 }
 
 /// The facts a request names, for the access log: capped, and a URI without
@@ -459,14 +448,12 @@ impl Flow for GuardFlow {
         let method = header_in(headers, ":method").unwrap_or_default();
         let content_type =
             header_in(headers, "content-type").and_then(|v| std::str::from_utf8(v).ok());
-        let post =
-            jsonrpc::is_jsonrpc_post(std::str::from_utf8(method).unwrap_or(""), content_type);
+        if !jsonrpc::is_jsonrpc_post(std::str::from_utf8(method).unwrap_or(""), content_type) {
+            return Step::Continue;
+        }
         self.headers = HeaderFacts::read(headers);
         self.caller = Self::caller(headers);
         self.era = self.headers.era();
-        if !post {
-            return Step::Continue;
-        }
         record(
             host,
             state::PROTOCOL_VERSION,

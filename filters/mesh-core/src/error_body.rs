@@ -22,12 +22,16 @@ pub fn json_error(code: &str, message: &str) -> String {
 
 /// `{"jsonrpc":"2.0","id":<id>,"error":{"code":<rpc_code>,"message":..,"data":{"code":<code>}}}`
 pub fn jsonrpc_error(id: &Value, rpc_code: i64, code: &str, message: &str) -> String {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {"code": rpc_code, "message": message, "data": {"code": code}}
-    })
-    .to_string()
+    rpc_error(id, rpc_code, message, Some(json!({"code": code})))
+}
+
+/// A JSON-RPC error response: `{"jsonrpc":"2.0","id":..,"error":{"code","message"[,"data"]}}`.
+pub fn rpc_error(id: &Value, rpc_code: i64, message: &str, data: Option<Value>) -> String {
+    let mut error = json!({"code": rpc_code, "message": message});
+    if let (Some(data), Some(map)) = (data, error.as_object_mut()) {
+        map.insert("data".into(), data);
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
 }
 
 /// Picks the JSON-RPC form when the request `id` is known.

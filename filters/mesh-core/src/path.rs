@@ -8,6 +8,13 @@ pub fn path_only(raw: &str) -> &str {
     raw.split(['?', '#']).next().unwrap_or(raw)
 }
 
+/// `:path` without its query, when it already is in normal form: the only
+/// spelling a skip rule may match (`/v1/../mcp` never skips `/v1/`).
+pub fn normal_form(raw: &str) -> Option<&str> {
+    let path = path_only(raw);
+    (normalize(path) == path).then_some(path)
+}
+
 /// RFC 3986 normalization, plus the decodings upstream servers are known to
 /// apply (`%2F`, `%5C`, `\`) so that no spelling of a path escapes a rule.
 pub fn normalize(path: &str) -> String {
