@@ -21,11 +21,13 @@ use mesh_core::token_bucket::{Bucket, Limit, Outcome};
 
 /// Holds the creation lock and the bucket count.
 pub const REGISTRY_KEY: &str = "orl1|registry";
-/// A lock older than this is considered abandoned (a worker never holds it
-/// for more than three host calls).
-const LOCK_STALE_NS: u64 = 1_000_000_000;
-/// Rounds spent waiting for another worker's creation before giving up.
-const LOCK_SPINS: u32 = 10_000;
+
+use mesh_core::shared_keys::{self, Created, LOCK_SPINS};
+
+/// Writes the registry if it does not exist yet (from `on_configure`).
+pub fn ensure_registry(store: &dyn SharedStore) {
+    shared_keys::ensure_registry(store, REGISTRY_KEY);
+}
 
 pub use mesh_core::stage::{ReadError, SetError, SharedStore};
 
@@ -71,7 +73,8 @@ pub fn charge(
             Err(ReadError) => return Charge::Failed(Failure::StoreError),
         };
         let Some((bytes, cas)) = current else {
-            match create(store, key, limit, now_ns, opts.max_buckets) {
+            let full = Bucket::full(limit, now_ns).encode();
+            match shared_keys::create(store, REGISTRY_KEY, key, &full, now_ns, opts.max_buckets) {
                 Created::Yes => continue,
                 Created::Full => return Charge::Overflow,
                 Created::Busy => {
@@ -150,112 +153,6 @@ impl SharedStore for Primed<'_> {
     }
 }
 
-enum Created {
-    /// The key exists now (created by us or by another worker meanwhile).
-    Yes,
-    Full,
-    Busy,
-    Error,
-}
-
-/// Registry value: lock flag, when it was taken, buckets created so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Registry {
-    locked: bool,
-    since_ns: u64,
-    buckets: u32,
-}
-
-impl Registry {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13);
-        out.push(u8::from(self.locked));
-        out.extend_from_slice(&self.since_ns.to_be_bytes());
-        out.extend_from_slice(&self.buckets.to_be_bytes());
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 13] = bytes.try_into().ok()?;
-        let (flag, rest) = bytes.split_first()?;
-        let (since, count) = rest.split_at(8);
-        Some(Self {
-            locked: *flag == 1,
-            since_ns: u64::from_be_bytes(since.try_into().ok()?),
-            buckets: u32::from_be_bytes(count.try_into().ok()?),
-        })
-    }
-
-    fn held_by_someone(&self, now_ns: u64) -> bool {
-        // A lock "from the future" (clock went back) is judged by distance too.
-        self.locked && now_ns.abs_diff(self.since_ns) < LOCK_STALE_NS
-    }
-}
-
-/// Writes the registry if it does not exist yet. Called from `on_configure`
-/// (before the worker serves traffic), so the registry itself is never
-/// created concurrently with a lock holder.
-pub fn ensure_registry(store: &dyn SharedStore) {
-    if let Ok(None) = store.get(REGISTRY_KEY) {
-        let _ = store.set(REGISTRY_KEY, &Registry::default().encode(), 0);
-    }
-}
-
-/// Creates `key` as a full bucket under the registry lock.
-fn create(
-    store: &dyn SharedStore,
-    key: &str,
-    limit: &Limit,
-    now_ns: u64,
-    max_buckets: Option<u32>,
-) -> Created {
-    let (registry, cas) = match store.get(REGISTRY_KEY) {
-        Ok(Some((bytes, cas))) => (Registry::decode(&bytes).unwrap_or_default(), cas),
-        Ok(None) => {
-            ensure_registry(store);
-            return Created::Busy;
-        }
-        Err(ReadError) => return Created::Error,
-    };
-    if registry.held_by_someone(now_ns) {
-        return Created::Busy;
-    }
-    if max_buckets.is_some_and(|max| registry.buckets >= max) {
-        return Created::Full;
-    }
-    let locked = Registry {
-        locked: true,
-        since_ns: now_ns,
-        ..registry
-    };
-    match store.set(REGISTRY_KEY, &locked.encode(), cas) {
-        Ok(()) => {}
-        Err(SetError::CasMismatch) => return Created::Busy,
-        Err(SetError::Other) => return Created::Error,
-    }
-    // Holding the lock: nobody else writes missing keys now.
-    let mut result = Created::Yes;
-    let mut created = false;
-    match store.get(key) {
-        Ok(Some(_)) => {}
-        Ok(None) => match store.set(key, &Bucket::full(limit, now_ns).encode(), 0) {
-            Ok(()) => created = max_buckets.is_some(),
-            Err(_) => result = Created::Error,
-        },
-        Err(ReadError) => result = Created::Error,
-    }
-    let released = Registry {
-        locked: false,
-        since_ns: now_ns,
-        buckets: registry.buckets.saturating_add(u32::from(created)),
-    };
-    if store.set(REGISTRY_KEY, &released.encode(), 0).is_err() {
-        // The lock goes stale after LOCK_STALE_NS and is taken over.
-        result = Created::Error;
-    }
-    result
-}
-
 #[cfg(test)]
 pub(crate) mod model {
     //! Envoy's shared data, as proxy-wasm-cpp-host implements it: a missing
@@ -322,6 +219,7 @@ pub(crate) mod model {
 mod tests {
     use super::model::Model;
     use super::*;
+    use mesh_core::shared_keys::Registry;
 
     const T0: u64 = 1_700_000_000_000_000_000;
     const OPTS: Options = Options {
