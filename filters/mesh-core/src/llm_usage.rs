@@ -293,7 +293,7 @@ impl Reported {
 /// of failing the whole document (one odd field must not hide the usage next
 /// to it). Hand-written visitors rather than serde's untagged enums, which
 /// buffer every value and add tens of KB to the wasm.
-mod lenient {
+pub mod lenient {
     use serde::de::value::MapAccessDeserializer;
     use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;

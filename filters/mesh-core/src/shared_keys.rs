@@ -123,4 +123,3 @@ pub fn create(
     }
     result
 }
-

@@ -8,6 +8,11 @@
 //! `stage` runs them per request, host-free; the standalone module in `filter`
 //! (wasm build, feature `module`) is `mesh_host::glue` around that stage.
 
+pub mod budget;
+pub mod budget_config;
+pub mod budget_reply;
+pub mod budget_request;
+pub mod budget_window;
 pub mod config;
 pub mod report;
 pub mod request_model;

@@ -1,0 +1,527 @@
+//! LLM token budgets, host-free: which budgets a call answers to, what a
+//! call costs against each, and the counters in Envoy shared data.
+//!
+//! A call **reserves** its estimate in every budget that applies before it
+//! is sent, all or nothing; when its usage is known the reservation is
+//! **reconciled** (the difference refunded or charged); a call whose usage
+//! never comes keeps its reservation. Counters are exact across workers:
+//! each is one shared-data key, written only with its compare-and-swap
+//! token, created under [`mesh_core::shared_keys`]' lock.
+
+use crate::budget_config::{Budget, Budgets, Count, Per, Price};
+use crate::budget_window::window_at;
+use mesh_core::llm_usage::Usage;
+use mesh_core::shared_keys::{self, Created, LOCK_SPINS};
+use mesh_core::stage::{ReadError, SetError, SharedStore};
+
+/// Registry (creation lock and counter count) of the budget counters.
+pub const REGISTRY_KEY: &str = "tub1|registry";
+const MAX_CAS_RETRIES: u32 = 64;
+/// Cost budgets count billionths of their unit.
+const COST_SCALE: f64 = 1e9;
+
+/// Tokens of one call, estimated or reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// All input tokens, cached ones included.
+    pub input: u64,
+    pub cached_input: u64,
+    pub cache_creation_input: u64,
+    pub output: u64,
+}
+
+impl Tokens {
+    pub fn from_usage(u: &Usage) -> Self {
+        Self {
+            input: u.input,
+            cached_input: u.cached_input.min(u.input),
+            cache_creation_input: u.cache_creation_input,
+            output: u.output,
+        }
+    }
+
+    /// The reservation: input from the body size, output from the request's
+    /// own maximum or the configured default.
+    pub fn estimate(config: &Budgets, body_bytes: u64, max_output: Option<u64>) -> Self {
+        Self {
+            input: body_bytes.div_ceil(config.bytes_per_input_token.max(1)),
+            cached_input: 0,
+            cache_creation_input: 0,
+            output: max_output.unwrap_or(config.default_output_tokens),
+        }
+    }
+}
+
+/// `pattern` (`name` or `prefix*`) matches `model`.
+pub fn model_matches(pattern: &str, model: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => model.starts_with(prefix),
+        None => pattern == model,
+    }
+}
+
+/// The price of `model`: the longest matching entry, else the default.
+pub fn price_of<'a>(config: &'a Budgets, model: Option<&str>) -> &'a Price {
+    model
+        .and_then(|m| {
+            config
+                .prices
+                .iter()
+                .filter(|(p, _)| model_matches(p, m))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, price)| price)
+        })
+        .unwrap_or(&config.default_price)
+}
+
+/// What `tokens` cost against `budget`, in its counter's units (tokens, or
+/// billionths of the cost unit; rounded up: a call is never cheaper than its
+/// rule says).
+pub fn amount(budget: &Budget, price: &Price, tokens: Tokens) -> u64 {
+    match budget.count {
+        Count::Input => tokens.input,
+        Count::Output => tokens.output,
+        Count::Total => tokens.input.saturating_add(tokens.output),
+        Count::Cost => {
+            let cached = tokens.cached_input.min(tokens.input);
+            let creation = tokens.cache_creation_input;
+            let plain = tokens.input.saturating_sub(cached);
+            // Per million tokens, in billionths: tokens x price x 1000.
+            let cost = plain as f64 * price.input
+                + cached as f64 * price.cached_input.unwrap_or(price.input)
+                + creation as f64 * price.cache_creation_input.unwrap_or(price.input)
+                + tokens.output as f64 * price.output;
+            to_units(cost * (COST_SCALE / 1e6))
+        }
+    }
+}
+
+fn to_units(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        // `as` saturates; ceil keeps a fraction of a unit a unit.
+        v.ceil() as u64
+    } else {
+        0
+    }
+}
+
+/// A budget's limit in its counter's units.
+pub fn limit_units(budget: &Budget) -> u64 {
+    match budget.count {
+        Count::Cost => to_units(budget.limit * COST_SCALE),
+        _ => to_units(budget.limit),
+    }
+}
+
+/// Counter units shown to clients: tokens, or whole millionths of the cost
+/// unit (`RateLimit` values are integers).
+pub fn shown(budget: &Budget, units: u64) -> u64 {
+    match budget.count {
+        Count::Cost => units / 1_000,
+        _ => units,
+    }
+}
+
+/// The budgets a call answers to, with the counter each one charges.
+#[derive(Debug, Clone)]
+pub struct Applied<'a> {
+    pub budget: &'a Budget,
+    /// Shared-data key of the counter.
+    pub key: String,
+    /// The organization or key the counter belongs to.
+    pub scope: String,
+}
+
+/// Plan budgets, then the organization's overrides, then the key's (same
+/// name replaces), keeping those whose model filter admits the call.
+pub fn applicable<'a>(
+    config: &'a Budgets,
+    org: &str,
+    plan: Option<&str>,
+    key_id: Option<&str>,
+    model: Option<&str>,
+) -> Vec<Applied<'a>> {
+    let mut chosen: Vec<&Budget> = Vec::new();
+    let plan_list = plan
+        .and_then(|p| config.plans.get(p))
+        .or_else(|| config.plans.get("*"));
+    let lists = [
+        plan_list,
+        config.orgs.get(org),
+        key_id.and_then(|k| config.keys.get(k)),
+    ];
+    for b in lists.into_iter().flatten().flatten() {
+        match chosen.iter_mut().find(|c| c.name == b.name) {
+            Some(slot) => *slot = b,
+            None => chosen.push(b),
+        }
+    }
+    chosen
+        .into_iter()
+        .filter(|b| {
+            b.models.is_empty()
+                || model.is_none_or(|m| b.models.iter().any(|p| model_matches(p, m)))
+        })
+        .map(|budget| {
+            let (kind, scope) = match (budget.per, key_id) {
+                (Per::Key, Some(k)) => ("k", k),
+                _ => ("o", org),
+            };
+            Applied {
+                budget,
+                key: format!("tub1|{}|{kind}|{scope}", budget.name),
+                scope: scope.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// A counter: the window it counts and what was used in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Counter {
+    window: u64,
+    used: u64,
+}
+
+impl Counter {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let (w, u) = out.split_at_mut(8);
+        w.copy_from_slice(&self.window.to_be_bytes());
+        u.copy_from_slice(&self.used.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 16] = bytes.try_into().ok()?;
+        let (w, u) = bytes.split_at(8);
+        Some(Self {
+            window: u64::from_be_bytes(w.try_into().ok()?),
+            used: u64::from_be_bytes(u.try_into().ok()?),
+        })
+    }
+
+    /// What is used in `window`: a counter of an earlier window is empty.
+    fn used_in(self, window: u64) -> u64 {
+        if self.window == window {
+            self.used
+        } else {
+            0
+        }
+    }
+}
+
+/// Shared data failed: every compare-and-swap lost, or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFailed;
+
+/// The result of reserving in one budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Reserved in `window`; `remaining` after it.
+    Taken { window: u64, remaining: u64 },
+    /// Not enough left; nothing written.
+    Denied { remaining: u64 },
+}
+
+/// The counter to use for `key`: itself, or its budget's overflow counter
+/// once `max_counters` exist.
+fn ensure(
+    store: &dyn SharedStore,
+    key: &str,
+    overflow: &str,
+    now_ns: u64,
+    max: u32,
+) -> Result<String, StoreFailed> {
+    let mut spins = 0u32;
+    let mut key = key.to_string();
+    loop {
+        match store.get(&key) {
+            Ok(Some(_)) => return Ok(key),
+            Ok(None) => {}
+            Err(ReadError) => return Err(StoreFailed),
+        }
+        let cap = (key != overflow).then_some(max);
+        match shared_keys::create(
+            store,
+            REGISTRY_KEY,
+            &key,
+            &Counter::default().encode(),
+            now_ns,
+            cap,
+        ) {
+            Created::Yes => return Ok(key),
+            Created::Full => key = overflow.to_string(),
+            Created::Busy => {
+                spins += 1;
+                if spins > LOCK_SPINS {
+                    return Err(StoreFailed);
+                }
+            }
+            Created::Error => return Err(StoreFailed),
+        }
+    }
+}
+
+/// The overflow counter of the budget whose counter is `key`.
+fn overflow_key(key: &str) -> String {
+    match key.rsplit_once('|') {
+        Some((head, _)) => format!("{head}|~overflow"),
+        None => format!("{key}|~overflow"),
+    }
+}
+
+/// Reads, changes and writes one counter with its cas until it sticks.
+/// `change` returns the new `used` for the current one, or `None` to write
+/// nothing.
+fn update(
+    store: &dyn SharedStore,
+    key: &str,
+    window: u64,
+    mut change: impl FnMut(u64) -> Option<u64>,
+) -> Result<Option<u64>, StoreFailed> {
+    for _ in 0..MAX_CAS_RETRIES {
+        let (bytes, cas) = match store.get(key) {
+            Ok(Some(v)) => v,
+            Ok(None) => (Vec::new(), 0),
+            Err(ReadError) => return Err(StoreFailed),
+        };
+        // Garbage (another version's value) reads as an empty counter.
+        let used = Counter::decode(&bytes).unwrap_or_default().used_in(window);
+        let Some(new) = change(used) else {
+            return Ok(None);
+        };
+        let next = Counter { window, used: new };
+        match store.set(key, &next.encode(), cas) {
+            Ok(()) => return Ok(Some(new)),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Other) => return Err(StoreFailed),
+        }
+    }
+    Err(StoreFailed)
+}
+
+/// A counter resolved for one call: the key it charges and its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub key: String,
+    pub window: u64,
+    pub reserved: u64,
+}
+
+/// Reserves `amount` in the counter `key` unless it would pass `limit`.
+pub fn reserve(
+    store: &dyn SharedStore,
+    budget: &Budget,
+    key: &str,
+    amount: u64,
+    now_ns: u64,
+    max_counters: u32,
+) -> Result<(Reserve, Held), StoreFailed> {
+    let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
+    let key = ensure(store, key, &overflow_key(key), now_ns, max_counters)?;
+    let limit = limit_units(budget);
+    let mut remaining = 0;
+    let wrote = update(store, &key, window, |used| {
+        let after = used.saturating_add(amount);
+        remaining = limit.saturating_sub(used);
+        if after > limit {
+            return None;
+        }
+        remaining = limit - after;
+        Some(after)
+    })?;
+    let held = Held {
+        key,
+        window,
+        reserved: amount,
+    };
+    Ok(match wrote {
+        Some(_) => (Reserve::Taken { window, remaining }, held),
+        None => (Reserve::Denied { remaining }, held),
+    })
+}
+
+/// Replaces a reservation with the actual amount. Within the reservation's
+/// window the difference is refunded or charged; once that window is over,
+/// only an excess is charged, to the current window. Returns what is used
+/// now (`None`: nothing to write).
+pub fn reconcile(
+    store: &dyn SharedStore,
+    budget: &Budget,
+    held: &Held,
+    actual: u64,
+    now_ns: u64,
+) -> Result<Option<u64>, StoreFailed> {
+    if actual == held.reserved {
+        return Ok(None);
+    }
+    let (current, _) = window_at(budget.window, now_ns / 1_000_000_000);
+    if current == held.window {
+        return update(store, &held.key, current, |used| {
+            Some(used.saturating_sub(held.reserved).saturating_add(actual))
+        });
+    }
+    let excess = actual.saturating_sub(held.reserved);
+    if excess == 0 {
+        return Ok(None);
+    }
+    update(store, &held.key, current, |used| {
+        Some(used.saturating_add(excess))
+    })
+}
+
+/// What is left in a counter now (for the remaining-budget gauge).
+pub fn remaining(store: &dyn SharedStore, budget: &Budget, key: &str, now_ns: u64) -> u64 {
+    let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
+    let used = match store.get(key) {
+        Ok(Some((bytes, _))) => Counter::decode(&bytes).unwrap_or_default().used_in(window),
+        _ => 0,
+    };
+    limit_units(budget).saturating_sub(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget_config::Window;
+    use mesh_core::mock_host::MemoryStore;
+
+    fn budget(json: &str) -> Budget {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn config(json: &str) -> Budgets {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn overrides_replace_by_name_and_add_others() {
+        let c = config(
+            r#"{"plans":{"free":[{"name":"hourly","window":"hour","limit":100}],
+                         "*":[{"name":"other","window":"day","limit":5}]},
+                "orgs":{"acme":[{"name":"hourly","window":"hour","limit":1000},
+                                {"name":"gpt","window":"day","limit":7,"models":["gpt-4o*"]}]},
+                "keys":{"k1":[{"name":"mine","window":"minute","limit":3,"per":"key"}]}}"#,
+        );
+        let names = |v: Vec<Applied>| -> Vec<(String, f64, String)> {
+            v.into_iter()
+                .map(|a| (a.budget.name.clone(), a.budget.limit, a.key))
+                .collect()
+        };
+        assert_eq!(
+            names(applicable(
+                &c,
+                "acme",
+                Some("free"),
+                Some("k1"),
+                Some("gpt-4o-mini")
+            )),
+            vec![
+                ("hourly".into(), 1000.0, "tub1|hourly|o|acme".into()),
+                ("gpt".into(), 7.0, "tub1|gpt|o|acme".into()),
+                ("mine".into(), 3.0, "tub1|mine|k|k1".into()),
+            ]
+        );
+        // Another model skips the model budget; an unknown one does not.
+        assert_eq!(
+            applicable(&c, "acme", Some("free"), None, Some("claude")).len(),
+            1
+        );
+        assert_eq!(applicable(&c, "acme", Some("free"), None, None).len(), 2);
+        // A plan not listed gets `*`.
+        assert_eq!(
+            names(applicable(&c, "globex", Some("pro"), None, None))[0].0,
+            "other"
+        );
+    }
+
+    #[test]
+    fn cost_is_weighted_per_model_and_token_kind_and_rounds_up() {
+        let c = config(
+            r#"{"prices":{"gpt-4o*":{"input":2.5,"cached_input":1.25,"output":10},
+                          "gpt-4o-mini*":{"input":0.15,"output":0.6}},
+                "default_price":{"input":5,"output":15}}"#,
+        );
+        let b = budget(r#"{"name":"usd","window":"month","limit":50,"count":"cost"}"#);
+        let t = Tokens {
+            input: 1_000_000,
+            cached_input: 400_000,
+            cache_creation_input: 0,
+            output: 100_000,
+        };
+        // 600k x 2.5 + 400k x 1.25 + 100k x 10 = $3.00 in billionths.
+        assert_eq!(
+            amount(&b, price_of(&c, Some("gpt-4o-2024-08-06")), t),
+            3_000_000_000
+        );
+        // The longest prefix wins.
+        let mini = Tokens {
+            input: 1,
+            cached_input: 0,
+            cache_creation_input: 0,
+            output: 1,
+        };
+        assert_eq!(amount(&b, price_of(&c, Some("gpt-4o-mini")), mini), 750);
+        // Unknown models pay the default.
+        assert_eq!(amount(&b, price_of(&c, Some("llama")), mini), 20_000);
+        assert_eq!(limit_units(&b), 50_000_000_000);
+        let tok = budget(r#"{"name":"t","window":"hour","limit":10,"count":"output"}"#);
+        assert_eq!(amount(&tok, price_of(&c, None), t), 100_000);
+    }
+
+    #[test]
+    fn reserve_denies_past_the_limit_and_reconcile_refunds_or_charges() {
+        let store = MemoryStore::default();
+        let b = budget(r#"{"name":"t","window":"minute","limit":100}"#);
+        let now = 60_000_000_000 * 10;
+        let (r, held) = reserve(&store, &b, "tub1|t|o|a", 60, now, 10).unwrap();
+        assert_eq!(
+            r,
+            Reserve::Taken {
+                window: 10,
+                remaining: 40
+            }
+        );
+        let (r, _) = reserve(&store, &b, "tub1|t|o|a", 50, now, 10).unwrap();
+        assert_eq!(r, Reserve::Denied { remaining: 40 });
+        // Actual 20: 40 refunded.
+        assert_eq!(reconcile(&store, &b, &held, 20, now).unwrap(), Some(20));
+        assert_eq!(remaining(&store, &b, "tub1|t|o|a", now), 80);
+        // The next window starts empty; a late excess is charged to it.
+        let later = now + 60_000_000_000;
+        assert_eq!(remaining(&store, &b, "tub1|t|o|a", later), 100);
+        let (_, held) = reserve(&store, &b, "tub1|t|o|a", 10, now, 10).unwrap();
+        assert_eq!(reconcile(&store, &b, &held, 30, later).unwrap(), Some(20));
+        assert_eq!(reconcile(&store, &b, &held, 5, later).unwrap(), None);
+    }
+
+    #[test]
+    fn past_max_counters_new_scopes_share_the_overflow_counter() {
+        let store = MemoryStore::default();
+        let b = budget(r#"{"name":"t","window":"day","limit":100}"#);
+        let (_, a) = reserve(&store, &b, "tub1|t|o|a", 1, 0, 1).unwrap();
+        let (_, x) = reserve(&store, &b, "tub1|t|o|b", 1, 0, 1).unwrap();
+        let (_, y) = reserve(&store, &b, "tub1|t|o|c", 1, 0, 1).unwrap();
+        assert_eq!(a.key, "tub1|t|o|a");
+        assert_eq!(x.key, "tub1|t|o|~overflow");
+        assert_eq!(y.key, x.key);
+        assert_eq!(remaining(&store, &b, &x.key, 0), 98);
+    }
+
+    #[test]
+    fn estimates_round_up_and_default_the_output() {
+        let c = Budgets::default();
+        assert_eq!(
+            Tokens::estimate(&c, 9, None),
+            Tokens {
+                input: 3,
+                cached_input: 0,
+                cache_creation_input: 0,
+                output: 4096
+            }
+        );
+        assert_eq!(Tokens::estimate(&c, 0, Some(7)).output, 7);
+        let _ = Window::Minute;
+    }
+}
