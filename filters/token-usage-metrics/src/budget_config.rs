@@ -50,9 +50,6 @@ pub struct Budgets {
     /// Request-body bytes per input token, for the input estimate (4 is
     /// typical of English text; 1 reserves an upper bound).
     pub bytes_per_input_token: u64,
-    /// Requests without an organization: `allow` (no budget applies) or
-    /// `deny` (403).
-    pub without_identity: WithoutIdentity,
     /// Shared data failed (every compare-and-swap lost): `allow` or `deny`.
     pub failure_mode: FailureMode,
     /// Distinct budget counters (budget × organization or key) per Envoy;
@@ -74,7 +71,6 @@ impl Default for Budgets {
             default_price: Price::default(),
             default_output_tokens: 4096,
             bytes_per_input_token: 4,
-            without_identity: WithoutIdentity::Allow,
             failure_mode: FailureMode::Allow,
             max_counters: 10_000,
             plan_header: header::PLAN.to_string(),
@@ -150,14 +146,6 @@ pub struct Price {
     #[serde(default)]
     pub cache_creation_input: Option<f64>,
     pub output: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum WithoutIdentity {
-    Allow,
-    Deny,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -61,6 +61,9 @@ pub struct Config {
     /// Ask providers for uncompressed responses (`accept-encoding: identity`)
     /// so usage can be read; compressed bodies cannot be.
     pub force_identity_encoding: bool,
+    /// LLM token budgets per plan, organization and key (see
+    /// `budget_config`); absent: none. Calls without an organization pass.
+    pub budgets: Option<crate::budget_config::Budgets>,
 }
 
 /// A path prefix with a known API format.
@@ -110,6 +113,7 @@ impl Default for Config {
             max_response_body_bytes: 1024 * 1024,
             max_sse_event_bytes: 256 * 1024,
             force_identity_encoding: true,
+            budgets: None,
         }
     }
 }
@@ -194,6 +198,9 @@ impl Validate for Config {
             self.max_sse_event_bytes,
             MIN_EVENT_BYTES,
         )?;
+        if let Some(b) = &self.budgets {
+            b.validate_in("budgets")?;
+        }
         Ok(())
     }
 }

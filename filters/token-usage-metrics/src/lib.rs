@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod budget_config;
+pub mod budget_flow;
 pub mod budget_reply;
 pub mod budget_request;
 pub mod budget_window;

@@ -6,6 +6,7 @@
 //! reported once, at the end of the response (metrics and filter state for
 //! the access log), or in the log phase when the stream was cut.
 
+use crate::budget_flow::{BudgetCall, BudgetCounters};
 use crate::config::Config;
 use crate::report::{self, Call, Labels, Update};
 use crate::request_model::ModelScanner;
@@ -13,7 +14,7 @@ use crate::route;
 use mesh_core::config_error::{self, ConfigError};
 use mesh_core::llm_usage::{Api, Outcome, ReadLimits, UsageReader};
 use mesh_core::stage::{
-    header_text, Chunk, Exchange, Flow, Host, MetricId, MetricKind, Stage, Step,
+    header_text, Chunk, Counter, Exchange, Flow, Host, MetricId, MetricKind, Stage, Step,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -45,9 +46,27 @@ pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
         labels: Labels::new(&service, config.max_orgs, config.max_models),
         ids,
     };
+    let counters = BudgetCounters {
+        denied: Counter::define(
+            host,
+            &format!("service=.={service};.;mcp_llm_budget_denied_total"),
+        ),
+        charged_without_usage: Counter::define(
+            host,
+            &format!("service=.={service};.;mcp_llm_budget_charged_without_usage_total"),
+        ),
+        store_failed: Counter::define(
+            host,
+            &format!("service=.={service};.;mcp_llm_budget_store_failures_total"),
+        ),
+    };
+    if config.budgets.is_some() {
+        mesh_core::shared_keys::ensure_registry(host.store(), crate::budget::REGISTRY_KEY);
+    }
     UsageStage(Rc::new(Shared {
         config,
         metrics: RefCell::new(metrics),
+        counters,
     }))
 }
 
@@ -80,6 +99,7 @@ impl Metrics {
 struct Shared {
     config: Config,
     metrics: RefCell<Metrics>,
+    counters: BudgetCounters,
 }
 
 pub struct UsageStage(Rc<Shared>);
@@ -110,6 +130,8 @@ struct LlmCall {
     status: u32,
     reader: Option<UsageReader>,
     reported: bool,
+    /// The call's budgets, when any are configured and it has an org.
+    budget: Option<BudgetCall>,
 }
 
 impl UsageFlow {
@@ -151,6 +173,74 @@ impl UsageFlow {
         for (key, value) in report::filter_state(&facts) {
             host.set_state(key, &value);
         }
+        if let (Some(b), Some(config)) = (call.budget.as_mut(), self.shared.config.budgets.as_ref())
+        {
+            // The provider does not bill a call it refused.
+            let refund = matches!(outcome, Outcome::Error) && status >= 400;
+            let usage = if matches!(outcome, Outcome::Ok) {
+                facts.usage
+            } else {
+                None
+            };
+            let usage = usage.or_else(|| {
+                if refund {
+                    None
+                } else {
+                    facts.usage.filter(|_| complete)
+                }
+            });
+            b.finish(
+                config,
+                usage,
+                refund,
+                facts.response_model,
+                host,
+                &self.shared.counters,
+            );
+        }
+    }
+
+    /// Decides the call's budgets once the body is known enough.
+    fn decide_budget(&mut self, host: &mut dyn Host, complete: bool) -> Step {
+        let shared = Rc::clone(&self.shared);
+        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        else {
+            return Step::Continue;
+        };
+        let Some(b) = call.budget.as_mut() else {
+            return Step::Continue;
+        };
+        let denial = b.decide(
+            config,
+            call.api,
+            call.path_model.as_deref(),
+            complete,
+            host,
+            &shared.counters,
+        );
+        let Some(d) = denial else {
+            return Step::Continue;
+        };
+        b.finish(config, None, true, None, host, &shared.counters);
+        let headers: Vec<(&str, &str)> = d.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        host.reply(d.status, &headers, &d.body);
+        // Never reached the provider: not an LLM call for the usage metrics.
+        self.call = None;
+        Step::Replied
+    }
+}
+
+impl UsageFlow {
+    /// Request-body bytes the model scanner still wants.
+    fn scanner_room(&self) -> usize {
+        match &self.call {
+            Some(LlmCall {
+                scanner: Some(scanner),
+                request_budget,
+                ..
+            }) if !scanner.done() => *request_budget,
+            _ => 0,
+        }
     }
 }
 
@@ -174,6 +264,16 @@ impl Flow for UsageFlow {
             host.set_request_header("accept-encoding", Some("identity"));
         }
         let scan = matched.path_model.is_none() && !end && config.max_request_body_bytes > 0;
+        let budget = match (&config.budgets, org.as_deref()) {
+            (Some(b), Some(org)) => Some(BudgetCall::new(
+                org.to_string(),
+                header_text(host, &b.plan_header).map(str::to_string),
+                header_text(host, &b.key_header).map(str::to_string),
+                header_text(host, "content-length").and_then(|v| v.parse().ok()),
+                config.max_request_body_bytes,
+            )),
+            _ => None,
+        };
         self.call = Some(LlmCall {
             api: matched.api,
             provider,
@@ -184,33 +284,59 @@ impl Flow for UsageFlow {
             status: 0,
             reader: None,
             reported: false,
+            budget,
         });
+        if end {
+            return self.decide_budget(host, true);
+        }
         Step::Continue
     }
 
     fn request_body_room(&self) -> usize {
-        match &self.call {
-            Some(LlmCall {
-                scanner: Some(scanner),
-                request_budget,
-                ..
-            }) if !scanner.done() => *request_budget,
-            _ => 0,
+        let budget = self
+            .call
+            .as_ref()
+            .and_then(|c| c.budget.as_ref())
+            .map_or(0, BudgetCall::room);
+        budget.max(self.scanner_room())
+    }
+
+    fn on_request_trailers(&mut self, _x: &mut Exchange, host: &mut dyn Host) -> Step {
+        if self
+            .call
+            .as_ref()
+            .and_then(|c| c.budget.as_ref())
+            .is_some_and(BudgetCall::waiting)
+        {
+            return self.decide_budget(host, true);
         }
+        Step::Continue
     }
 
     fn on_request_body(
         &mut self,
         _x: &mut Exchange,
-        _host: &mut dyn Host,
+        host: &mut dyn Host,
         chunk: Chunk<'_>,
     ) -> Step {
+        let scanner_room = self.scanner_room();
         if let Some(call) = self.call.as_mut() {
+            let data = chunk
+                .data
+                .get(..scanner_room.min(chunk.data.len()))
+                .unwrap_or_default();
             if let Some(scanner) = call.scanner.as_mut() {
-                if !chunk.data.is_empty() {
-                    call.request_budget = call.request_budget.saturating_sub(chunk.data.len());
-                    scanner.push(chunk.data);
+                if !data.is_empty() {
+                    call.request_budget = call.request_budget.saturating_sub(data.len());
+                    scanner.push(data);
                 }
+            }
+            if let Some(b) = call.budget.as_mut().filter(|b| b.waiting()) {
+                if !b.push(chunk.data, chunk.len, chunk.end) {
+                    // Envoy buffers the body until the budget is decided.
+                    return Step::Pause;
+                }
+                return self.decide_budget(host, chunk.end);
             }
         }
         Step::Continue
@@ -235,6 +361,19 @@ impl Flow for UsageFlow {
             max_event_bytes: self.shared.config.max_sse_event_bytes,
         };
         if let Some(call) = self.call.as_mut() {
+            if let Some(b) = call.budget.as_ref() {
+                if self
+                    .shared
+                    .config
+                    .budgets
+                    .as_ref()
+                    .is_some_and(|c| c.response_headers)
+                {
+                    for (name, value) in b.response_headers() {
+                        host.set_response_header(name, Some(&value));
+                    }
+                }
+            }
             call.status = status;
             call.reader = Some(UsageReader::new(
                 call.api,
