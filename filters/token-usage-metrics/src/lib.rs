@@ -3,7 +3,9 @@
 //!
 //! Host-free and tested natively: `config`, `route` (is this an LLM call, to
 //! which provider), `request_model` (the `model` of a streamed request body),
-//! `report` (metric names and filter state of a finished call), and, in
+//! `report` (metric names and filter state of a finished call), the token
+//! budgets (`budget_config`, `budget_window`, `budget`, `budget_request`,
+//! `budget_reply`, `budget_flow`; see the README), and, in
 //! mesh-core, `sse` (the framer) and `llm_usage` (the providers' formats).
 //! `stage` runs them per request, host-free; the standalone module in `filter`
 //! (wasm build, feature `module`) is `mesh_host::glue` around that stage.
