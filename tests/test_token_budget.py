@@ -84,6 +84,12 @@ def test_reservation_is_replaced_by_the_actual_usage(envoy_factory, fake):
     _, headers, _ = post(envoy, "/v1/chat/completions", body)
     assert remaining(headers) == 100000 - (inp + out) - reserved
     assert headers["x-ratelimit-limit-tokens"] == "100000"
+    # The gauge shows what is left after both calls' usage was charged.
+    deadline = time.monotonic() + 5
+    want = 100000 - 2 * (inp + out)
+    while envoy.metric("mcp_llm_budget_remaining", budget="hourly", org_id="acme", service="mcp-llm") != want:
+        assert time.monotonic() < deadline, "remaining-budget gauge never showed the reconciled counter"
+        time.sleep(0.05)
     # The access log names the decision, the reservation and the charge.
     line = envoy.access_log(expect=2)[0]
     assert (line["llm_budget_decision"], line["llm_budget_name"]) == ("allowed", "hourly")

@@ -111,6 +111,8 @@ pub struct MetricId(pub Option<u32>);
 pub enum MetricKind {
     Counter,
     Histogram,
+    /// Set with [`Host::record_metric`]; one value shared by every worker.
+    Gauge,
 }
 
 /// Shared data could not be read.

@@ -274,6 +274,7 @@ impl Host for WasmHost {
         let kind = match kind {
             MetricKind::Counter => MetricType::Counter,
             MetricKind::Histogram => MetricType::Histogram,
+            MetricKind::Gauge => MetricType::Gauge,
         };
         MetricId(hostcalls::define_metric(kind, name).ok())
     }

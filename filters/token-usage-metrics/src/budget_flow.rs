@@ -45,9 +45,15 @@ pub struct BudgetCall {
     tokens_left: Option<(u64, u64, u64)>,
     model: Option<String>,
     reconciled: bool,
+    /// What is left per budget (shown units), for the gauge.
+    pub observed: Vec<(String, u64)>,
 }
 
 impl BudgetCall {
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
     pub fn new(
         org: String,
         plan: Option<String>,
@@ -70,6 +76,7 @@ impl BudgetCall {
             tokens_left: None,
             model: None,
             reconciled: false,
+            observed: Vec::new(),
         }
     }
 
@@ -140,6 +147,8 @@ impl BudgetCall {
                 config.max_counters,
             ) {
                 Ok((Reserve::Taken { remaining, .. }, held)) => {
+                    self.observed
+                        .push((a.budget.name.clone(), budget::shown(a.budget, remaining)));
                     if a.budget.count != Count::Cost
                         && self.tokens_left.is_none_or(|(_, r, _)| remaining < r)
                     {
@@ -150,6 +159,8 @@ impl BudgetCall {
                     self.held.push((a.budget.clone(), held));
                 }
                 Ok((Reserve::Denied { remaining }, _)) => {
+                    self.observed
+                        .push((a.budget.name.clone(), budget::shown(a.budget, remaining)));
                     denied = Some((a.budget.clone(), remaining));
                     break;
                 }
@@ -242,8 +253,13 @@ impl BudgetCall {
                 reserved = budget::shown(b, held.reserved);
                 charged = budget::shown(b, actual);
             }
-            if budget::reconcile(host.store(), b, held, actual, now_ns).is_err() {
-                counters.store_failed.inc(host);
+            match budget::reconcile(host.store(), b, held, actual, now_ns) {
+                Ok(Some(used)) => {
+                    let left = budget::limit_units(b).saturating_sub(used);
+                    self.observed.push((b.name.clone(), budget::shown(b, left)));
+                }
+                Ok(None) => {}
+                Err(_) => counters.store_failed.inc(host),
             }
         }
         if without_usage {

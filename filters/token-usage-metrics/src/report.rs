@@ -93,6 +93,8 @@ impl Call<'_> {
 pub enum Update {
     Counter(String, u64),
     Histogram(String, u64),
+    /// A value to set (the remaining budget).
+    Gauge(String, u64),
 }
 
 /// Label values of one VM, with their cardinality caps.
@@ -118,6 +120,21 @@ impl Labels {
             max_models,
             models: BTreeMap::new(),
         }
+    }
+
+    /// The remaining-budget gauge of `budget` for `org`, under the same
+    /// organization cap as the usage metrics.
+    pub fn budget_remaining(&mut self, budget: &str, org: &str, remaining: u64) -> Update {
+        let org = self.orgs.admit(org);
+        let name = labeled(
+            "mcp_llm_budget_remaining",
+            &[
+                ("budget", budget),
+                ("org_id", &org),
+                ("service", &self.service),
+            ],
+        );
+        Update::Gauge(name, remaining)
     }
 
     /// Metric updates for one finished call.
@@ -298,7 +315,7 @@ mod tests {
             .iter()
             .filter_map(|u| match u {
                 Update::Counter(n, v) => Some((n.clone(), *v)),
-                Update::Histogram(..) => None,
+                Update::Histogram(..) | Update::Gauge(..) => None,
             })
             .collect()
     }

@@ -83,6 +83,7 @@ impl Metrics {
             let (name, kind, n) = match update {
                 Update::Counter(name, n) => (name, MetricKind::Counter, n),
                 Update::Histogram(name, v) => (name, MetricKind::Histogram, v),
+                Update::Gauge(name, v) => (name, MetricKind::Gauge, v),
             };
             let id = *self
                 .ids
@@ -90,7 +91,7 @@ impl Metrics {
                 .or_insert_with_key(|name| host.define_metric(kind, name));
             match kind {
                 MetricKind::Counter => host.add_metric(id, n),
-                MetricKind::Histogram => host.record_metric(id, n),
+                MetricKind::Histogram | MetricKind::Gauge => host.record_metric(id, n),
             }
         }
     }
@@ -100,6 +101,23 @@ struct Shared {
     config: Config,
     metrics: RefCell<Metrics>,
     counters: BudgetCounters,
+}
+
+impl Shared {
+    /// Sets the remaining-budget gauges a call observed.
+    fn gauge(&self, host: &dyn Host, call: &mut BudgetCall) {
+        let observed = std::mem::take(&mut call.observed);
+        if observed.is_empty() {
+            return;
+        }
+        if let Ok(mut metrics) = self.metrics.try_borrow_mut() {
+            let updates = observed
+                .iter()
+                .map(|(budget, left)| metrics.labels.budget_remaining(budget, call.org(), *left))
+                .collect();
+            metrics.apply(host, updates);
+        }
+    }
 }
 
 pub struct UsageStage(Rc<Shared>);
@@ -197,6 +215,7 @@ impl UsageFlow {
                 host,
                 &self.shared.counters,
             );
+            self.shared.gauge(host, b);
         }
     }
 
@@ -218,6 +237,7 @@ impl UsageFlow {
             host,
             &shared.counters,
         );
+        shared.gauge(host, b);
         let Some(d) = denial else {
             return Step::Continue;
         };
