@@ -34,23 +34,30 @@ pub const ALL: [&str; 6] = [
 /// The headers for one decision. `policy` names the quota policy (the plan);
 /// `limited` adds `Retry-After`.
 pub fn headers(policy: &str, quota: &Quota, limited: bool) -> Vec<(&'static str, String)> {
-    let name = sf_string(policy);
     let mut out = Vec::with_capacity(6);
     if limited {
         out.push((RETRY_AFTER, quota.retry_after_secs.max(1).to_string()));
     }
-    out.push((
-        RATELIMIT_POLICY,
-        format!("{name};q={};w={}", quota.limit, quota.window_secs.max(1)),
-    ));
-    out.push((
-        RATELIMIT,
-        format!("{name};r={};t={}", quota.remaining, quota.reset_secs),
-    ));
+    out.extend(structured(policy, quota));
     out.push((X_RATELIMIT_LIMIT, quota.limit.to_string()));
     out.push((X_RATELIMIT_REMAINING, quota.remaining.to_string()));
     out.push((X_RATELIMIT_RESET, quota.reset_secs.to_string()));
     out
+}
+
+/// The IETF draft's pair alone: `RateLimit-Policy` and `RateLimit`.
+pub fn structured(policy: &str, quota: &Quota) -> [(&'static str, String); 2] {
+    let name = sf_string(policy);
+    [
+        (
+            RATELIMIT_POLICY,
+            format!("{name};q={};w={}", quota.limit, quota.window_secs.max(1)),
+        ),
+        (
+            RATELIMIT,
+            format!("{name};r={};t={}", quota.remaining, quota.reset_secs),
+        ),
+    ]
 }
 
 /// An RFC 8941 sf-string: printable ASCII with `"` and `\` escaped; anything

@@ -204,14 +204,7 @@ impl BudgetCall {
     pub fn response_headers(&self) -> Vec<(&'static str, String)> {
         match self.tokens_left {
             Some((limit, remaining, reset)) if self.decision == "allowed" => {
-                let spent = Spent {
-                    name: "",
-                    limit,
-                    remaining,
-                    window_secs: 0,
-                    reset_secs: reset,
-                };
-                budget_reply::remaining_headers(&spent).to_vec()
+                budget_reply::remaining_headers(limit, remaining, reset).to_vec()
             }
             _ => Vec::new(),
         }

@@ -5,7 +5,8 @@
 //! `RateLimit-Policy` naming the budget.
 
 use mesh_core::llm_usage::Api;
-use mesh_core::ratelimit_headers::{sf_string, RATELIMIT, RATELIMIT_POLICY, RETRY_AFTER};
+use mesh_core::ratelimit_headers::{structured, RETRY_AFTER};
+use mesh_core::token_bucket::Quota;
 
 /// The denial of one call: status, headers, body.
 pub struct Denial {
@@ -26,18 +27,15 @@ pub struct Spent<'a> {
 }
 
 /// `RateLimit-Policy` and `RateLimit` of one budget.
-pub fn policy_headers(spent: &Spent<'_>) -> [(&'static str, String); 2] {
-    let name = sf_string(spent.name);
-    [
-        (
-            RATELIMIT_POLICY,
-            format!("{name};q={};w={}", spent.limit, spent.window_secs.max(1)),
-        ),
-        (
-            RATELIMIT,
-            format!("{name};r={};t={}", spent.remaining, spent.reset_secs),
-        ),
-    ]
+fn policy_headers(spent: &Spent<'_>) -> [(&'static str, String); 2] {
+    let quota = Quota {
+        limit: spent.limit,
+        remaining: spent.remaining,
+        reset_secs: spent.reset_secs,
+        retry_after_secs: spent.reset_secs,
+        window_secs: spent.window_secs,
+    };
+    structured(spent.name, &quota)
 }
 
 pub fn denial(api: Api, spent: &Spent<'_>) -> Denial {
@@ -67,11 +65,15 @@ pub fn denial(api: Api, spent: &Spent<'_>) -> Denial {
 }
 
 /// The OpenAI-style headers on an allowed call (the tightest token budget).
-pub fn remaining_headers(spent: &Spent<'_>) -> [(&'static str, String); 3] {
+pub fn remaining_headers(
+    limit: u64,
+    remaining: u64,
+    reset_secs: u64,
+) -> [(&'static str, String); 3] {
     [
-        ("x-ratelimit-limit-tokens", spent.limit.to_string()),
-        ("x-ratelimit-remaining-tokens", spent.remaining.to_string()),
-        ("x-ratelimit-reset-tokens", format!("{}s", spent.reset_secs)),
+        ("x-ratelimit-limit-tokens", limit.to_string()),
+        ("x-ratelimit-remaining-tokens", remaining.to_string()),
+        ("x-ratelimit-reset-tokens", format!("{reset_secs}s")),
     ]
 }
 
