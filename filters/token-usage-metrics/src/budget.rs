@@ -218,26 +218,30 @@ pub struct StoreFailed;
 /// The result of reserving in one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserve {
-    /// Reserved in `window`; `remaining` after it.
-    Taken { window: u64, remaining: u64 },
+    /// Reserved (in [`Held::window`]); `remaining` after it.
+    Taken { remaining: u64 },
     /// Not enough left; nothing written.
     Denied { remaining: u64 },
 }
 
+/// A value and its cas as shared data returned them.
+type Stored = (Vec<u8>, u32);
+
 /// The counter to use for `key`: itself, or its budget's overflow counter
-/// once `max_counters` exist.
+/// once `max_counters` exist, with what reading it returned (`None` when it
+/// was just created), so the update that follows need not read it again.
 fn ensure(
     store: &dyn SharedStore,
     key: &str,
     overflow: &str,
     now_ns: u64,
     max: u32,
-) -> Result<String, StoreFailed> {
+) -> Result<(String, Option<Stored>), StoreFailed> {
     let mut spins = 0u32;
     let mut key = key.to_string();
     loop {
         match store.get(&key) {
-            Ok(Some(_)) => return Ok(key),
+            Ok(Some(read)) => return Ok((key, Some(read))),
             Ok(None) => {}
             Err(ReadError) => return Err(StoreFailed),
         }
@@ -250,7 +254,7 @@ fn ensure(
             now_ns,
             cap,
         ) {
-            Created::Yes => return Ok(key),
+            Created::Yes => return Ok((key, None)),
             Created::Full => key = overflow.to_string(),
             Created::Busy => {
                 spins += 1;
@@ -273,15 +277,21 @@ fn overflow_key(key: &str) -> String {
 
 /// Reads, changes and writes one counter with its cas until it sticks.
 /// `change` returns the new `used` for the current one, or `None` to write
-/// nothing.
+/// nothing. `first` answers the first read (a stale value only costs a cas
+/// mismatch and a fresh read).
 fn update(
     store: &dyn SharedStore,
     key: &str,
     window: u64,
+    mut first: Option<Stored>,
     mut change: impl FnMut(u64) -> Option<u64>,
 ) -> Result<Option<u64>, StoreFailed> {
     for _ in 0..MAX_CAS_RETRIES {
-        let (bytes, cas) = match store.get(key) {
+        let read = match first.take() {
+            Some(v) => Ok(Some(v)),
+            None => store.get(key),
+        };
+        let (bytes, cas) = match read {
             Ok(Some(v)) => v,
             Ok(None) => (Vec::new(), 0),
             Err(ReadError) => return Err(StoreFailed),
@@ -319,10 +329,10 @@ pub fn reserve(
     max_counters: u32,
 ) -> Result<(Reserve, Held), StoreFailed> {
     let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
-    let key = ensure(store, key, &overflow_key(key), now_ns, max_counters)?;
+    let (key, read) = ensure(store, key, &overflow_key(key), now_ns, max_counters)?;
     let limit = limit_units(budget);
     let mut remaining = 0;
-    let wrote = update(store, &key, window, |used| {
+    let wrote = update(store, &key, window, read, |used| {
         let after = used.saturating_add(amount);
         remaining = limit.saturating_sub(used);
         if after > limit {
@@ -337,7 +347,7 @@ pub fn reserve(
         reserved: amount,
     };
     Ok(match wrote {
-        Some(_) => (Reserve::Taken { window, remaining }, held),
+        Some(_) => (Reserve::Taken { remaining }, held),
         None => (Reserve::Denied { remaining }, held),
     })
 }
@@ -358,7 +368,7 @@ pub fn reconcile(
     }
     let (current, _) = window_at(budget.window, now_ns / 1_000_000_000);
     if current == held.window {
-        return update(store, &held.key, current, |used| {
+        return update(store, &held.key, current, None, |used| {
             Some(used.saturating_sub(held.reserved).saturating_add(actual))
         });
     }
@@ -366,7 +376,7 @@ pub fn reconcile(
     if excess == 0 {
         return Ok(None);
     }
-    update(store, &held.key, current, |used| {
+    update(store, &held.key, current, None, |used| {
         Some(used.saturating_add(excess))
     })
 }
@@ -476,13 +486,7 @@ mod tests {
         let b = budget(r#"{"name":"t","window":"minute","limit":100}"#);
         let now = 60_000_000_000 * 10;
         let (r, held) = reserve(&store, &b, "tub1|t|o|a", 60, now, 10).unwrap();
-        assert_eq!(
-            r,
-            Reserve::Taken {
-                window: 10,
-                remaining: 40
-            }
-        );
+        assert_eq!((r, held.window), (Reserve::Taken { remaining: 40 }, 10));
         let (r, _) = reserve(&store, &b, "tub1|t|o|a", 50, now, 10).unwrap();
         assert_eq!(r, Reserve::Denied { remaining: 40 });
         // Actual 20: 40 refunded.
