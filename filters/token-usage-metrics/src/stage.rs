@@ -46,23 +46,27 @@ pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
         labels: Labels::new(&service, config.max_orgs, config.max_models),
         ids,
     };
-    let counters = BudgetCounters {
-        denied: Counter::define(
-            host,
-            &format!("service=.={service};.;mcp_llm_budget_denied_total"),
-        ),
-        charged_without_usage: Counter::define(
-            host,
-            &format!("service=.={service};.;mcp_llm_budget_charged_without_usage_total"),
-        ),
-        store_failed: Counter::define(
-            host,
-            &format!("service=.={service};.;mcp_llm_budget_store_failures_total"),
-        ),
-    };
-    if config.budgets.is_some() {
+    // Budget counters and their registry exist only where budgets are
+    // configured: no extra series or start-up work otherwise.
+    let counters = if config.budgets.is_some() {
         mesh_core::shared_keys::ensure_registry(host.store(), crate::budget::REGISTRY_KEY);
-    }
+        BudgetCounters {
+            denied: Counter::define(
+                host,
+                &format!("service=.={service};.;mcp_llm_budget_denied_total"),
+            ),
+            charged_without_usage: Counter::define(
+                host,
+                &format!("service=.={service};.;mcp_llm_budget_charged_without_usage_total"),
+            ),
+            store_failed: Counter::define(
+                host,
+                &format!("service=.={service};.;mcp_llm_budget_store_failures_total"),
+            ),
+        }
+    } else {
+        BudgetCounters::default()
+    };
     UsageStage(Rc::new(Shared {
         config,
         metrics: RefCell::new(metrics),
@@ -195,18 +199,10 @@ impl UsageFlow {
         {
             // The provider does not bill a call it refused.
             let refund = matches!(outcome, Outcome::Error) && status >= 400;
-            let usage = if matches!(outcome, Outcome::Ok) {
-                facts.usage
-            } else {
-                None
-            };
-            let usage = usage.or_else(|| {
-                if refund {
-                    None
-                } else {
-                    facts.usage.filter(|_| complete)
-                }
-            });
+            // Usage counts when the call succeeded, or when a complete body
+            // carried it beside an error event; a cut stream's is partial.
+            let counted = !refund && (matches!(outcome, Outcome::Ok) || complete);
+            let usage = facts.usage.filter(|_| counted);
             b.finish(
                 config,
                 usage,
