@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod mock_host;
 pub mod path;
 pub mod ratelimit_headers;
+pub mod rls;
 pub mod shared_keys;
 pub mod sse;
 pub mod stage;

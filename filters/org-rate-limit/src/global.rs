@@ -46,7 +46,7 @@ impl GlobalConfig {
     }
 
     /// The descriptors for one request; those with a missing value are left out.
-    pub fn descriptors(&self, facts: &Facts<'_>) -> Vec<crate::rls::Descriptor> {
+    pub fn descriptors(&self, facts: &Facts<'_>) -> Vec<mesh_core::rls::Descriptor> {
         self.descriptors
             .iter()
             .filter_map(|entries| {

@@ -10,7 +10,6 @@ use crate::config::ClientSource;
 use crate::config::{Config, Limiter, Mode};
 use crate::decide::{self, Decision, LocalReply};
 use crate::global::Facts;
-use crate::rls;
 use crate::rules::{Classified, Rules, Target};
 use crate::store;
 use mesh_core::config_error::{self, ConfigError};
@@ -19,6 +18,7 @@ use mesh_core::jsonrpc::{self, RequestFacts};
 use mesh_core::jsonrpc_scan::{Pointers, Scanner};
 use mesh_core::mcp::{self, HeaderFacts};
 use mesh_core::metrics::labeled;
+use mesh_core::rls;
 use mesh_core::stage::{
     header_text, Chunk, Counter, Exchange, Flow, GrpcCall, Host, Level, Stage, Step,
 };
@@ -54,8 +54,6 @@ struct Counters {
     service_errors: Vec<(&'static str, Counter)>,
 }
 
-const SERVICE_ERRORS: [&str; 4] = ["timeout", "unavailable", "error", "bad_response"];
-
 const NO_PLAN: &str = "none";
 
 impl Counters {
@@ -78,7 +76,7 @@ impl Counters {
                 .collect();
             by_plan.insert(plan, counters);
         }
-        let service_errors = SERVICE_ERRORS
+        let service_errors = rls::FAILURE_REASONS
             .iter()
             .map(|reason| {
                 let name = labeled("mcp_ratelimit_service_errors_total", &[("reason", reason)]);
@@ -578,16 +576,6 @@ impl Flow for RateFlow {
                 }),
             }
         } else {
-            // Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED
-            // (4), once the stream is up as UNAVAILABLE (14, from the 504 of
-            // its own timeout), and once the service sent its response
-            // headers and stalled as INTERNAL (13; measured in Envoy 1.40).
-            // The clock the host gives us is coarse (timeouts measured
-            // 12-24 ms for a 20 ms deadline) while a refused or reset
-            // connection fails within a millisecond or two, so an UNAVAILABLE
-            // or INTERNAL after half the deadline counts as a timeout. This
-            // only picks the `reason` label; the failure mode applies either
-            // way.
             let timeout_ns = self
                 .shared
                 .config
@@ -595,12 +583,7 @@ impl Flow for RateFlow {
                 .as_ref()
                 .map_or(0, |g| g.timeout_ms.saturating_mul(1_000_000));
             let elapsed = host.now_ns().saturating_sub(sent_ns);
-            let reason = match status {
-                4 => "timeout",
-                13 | 14 if elapsed >= timeout_ns / 2 => "timeout",
-                14 => "unavailable",
-                _ => "error",
-            };
+            let reason = rls::failure_reason(status, elapsed, timeout_ns);
             Err(ServiceError {
                 reason,
                 grpc: Some((status, elapsed / 1_000_000)),

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! RateLimitRequest   { string domain = 1; repeated RateLimitDescriptor descriptors = 2; uint32 hits_addend = 3; }
-//! RateLimitDescriptor{ repeated Entry entries = 1; }   Entry { string key = 1; string value = 2; }
+//! RateLimitDescriptor{ repeated Entry entries = 1; google.protobuf.UInt64Value hits_addend = 3; }
+//! Entry              { string key = 1; string value = 2; }      UInt64Value { uint64 value = 1; }
 //! RateLimitResponse  { Code overall_code = 1; repeated DescriptorStatus statuses = 2; ... }
 //! DescriptorStatus   { Code code = 1; RateLimit current_limit = 2; uint32 limit_remaining = 3;
 //!                      google.protobuf.Duration duration_until_reset = 4; }
@@ -14,7 +15,7 @@
 //! Duration           { int64 seconds = 1; int32 nanos = 2; }
 //! ```
 
-use mesh_core::token_bucket::Quota;
+use crate::token_bucket::Quota;
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
@@ -27,19 +28,12 @@ const FIXED32: u8 = 5;
 /// One descriptor: ordered (key, value) entries.
 pub type Descriptor = Vec<(String, String)>;
 
-/// The serialized `RateLimitRequest`.
+/// The serialized `RateLimitRequest`: every descriptor costs `hits_addend`.
 pub fn encode_request(domain: &str, descriptors: &[Descriptor], hits_addend: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     put_bytes(&mut out, 1, domain.as_bytes());
     for descriptor in descriptors {
-        let mut d = Vec::with_capacity(32);
-        for (key, value) in descriptor {
-            let mut e = Vec::with_capacity(key.len() + value.len() + 4);
-            put_bytes(&mut e, 1, key.as_bytes());
-            put_bytes(&mut e, 2, value.as_bytes());
-            put_bytes(&mut d, 1, &e);
-        }
-        put_bytes(&mut out, 2, &d);
+        put_descriptor(&mut out, descriptor, None);
     }
     let hits = u32::try_from(hits_addend).unwrap_or(u32::MAX);
     if hits != 0 {
@@ -48,6 +42,59 @@ pub fn encode_request(domain: &str, descriptors: &[Descriptor], hits_addend: u64
     }
     out
 }
+
+/// The serialized `RateLimitRequest` with a cost per descriptor (the
+/// descriptor's own `hits_addend`, envoyproxy/ratelimit and Envoy 1.31+):
+/// one call charges several counters by different amounts.
+pub fn encode_weighted_request(domain: &str, descriptors: &[(Descriptor, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    put_bytes(&mut out, 1, domain.as_bytes());
+    for (descriptor, hits) in descriptors {
+        put_descriptor(&mut out, descriptor, Some(*hits));
+    }
+    out
+}
+
+fn put_descriptor(out: &mut Vec<u8>, descriptor: &Descriptor, hits: Option<u64>) {
+    let mut d = Vec::with_capacity(32);
+    for (key, value) in descriptor {
+        let mut e = Vec::with_capacity(key.len() + value.len() + 4);
+        put_bytes(&mut e, 1, key.as_bytes());
+        put_bytes(&mut e, 2, value.as_bytes());
+        put_bytes(&mut d, 1, &e);
+    }
+    if let Some(hits) = hits {
+        let mut wrapper = Vec::with_capacity(11);
+        put_tag(&mut wrapper, 1, VARINT);
+        put_varint(&mut wrapper, hits);
+        put_bytes(&mut d, 3, &wrapper);
+    }
+    put_bytes(out, 2, &d);
+}
+
+/// Why a call to the service gave no answer, for the `reason` label of the
+/// service-error counters.
+///
+/// Envoy reports a call cut by its deadline as DEADLINE_EXCEEDED (4), once
+/// the stream is up as UNAVAILABLE (14, from the 504 of its own timeout),
+/// and once the service sent its response headers and stalled as INTERNAL
+/// (13; measured in Envoy 1.40). The host's clock is coarse (timeouts
+/// measured 12-24 ms for a 20 ms deadline) while a refused or reset
+/// connection fails within a millisecond or two, so an UNAVAILABLE or
+/// INTERNAL after half the deadline counts as a timeout. Only the label
+/// depends on this; the failure mode applies either way.
+pub fn failure_reason(grpc_status: u32, elapsed_ns: u64, timeout_ns: u64) -> &'static str {
+    match grpc_status {
+        4 => "timeout",
+        13 | 14 if elapsed_ns >= timeout_ns / 2 => "timeout",
+        14 => "unavailable",
+        _ => "error",
+    }
+}
+
+/// Every value of [`failure_reason`], plus `unavailable` (the host refused
+/// the call) and `bad_response` (an answer that does not parse).
+pub const FAILURE_REASONS: [&str; 4] = ["timeout", "unavailable", "error", "bad_response"];
 
 fn put_tag(out: &mut Vec<u8>, field: u32, wire: u8) {
     put_varint(out, (u64::from(field) << 3) | u64::from(wire));
@@ -289,6 +336,28 @@ mod tests {
         assert_eq!(&bytes[..3], &[0x0a, 0, 0x12]);
         assert!(bytes[3] & 0x80 != 0);
         assert!(!bytes.ends_with(&[0x18, 0]));
+    }
+
+    #[test]
+    fn weighted_requests_carry_each_descriptors_own_hits() {
+        // descriptors { entries { key: "b" value: "x" } hits_addend { value: 300 } }
+        let bytes = encode_weighted_request("d", &[(d(&[("b", "x")]), 300)]);
+        let expected: &[u8] = &[
+            0x0a, 1, b'd', //
+            0x12, 13, 0x0a, 6, 0x0a, 1, b'b', 0x12, 1, b'x', //
+            0x1a, 3, 0x08, 0xac, 0x02,
+        ];
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn failure_reasons_tell_a_deadline_from_a_refusal() {
+        let ms = 1_000_000;
+        assert_eq!(failure_reason(4, 0, 20 * ms), "timeout");
+        assert_eq!(failure_reason(14, 15 * ms, 20 * ms), "timeout");
+        assert_eq!(failure_reason(14, ms, 20 * ms), "unavailable");
+        assert_eq!(failure_reason(13, ms, 20 * ms), "error");
+        assert_eq!(failure_reason(2, 30 * ms, 20 * ms), "error");
     }
 
     fn response_bytes() -> Vec<u8> {
