@@ -1,4 +1,5 @@
-"""Shared fixtures: `upstream`, `llm_upstream` and `envoy_factory`.
+"""Shared fixtures: `upstream`, `llm_upstream`, `envoy_factory`, and `redis`
+plus `rls_factory` (the test rate-limit service on a real redis-server).
 
     def test_x(envoy_factory, upstream):
         envoy = envoy_factory(configs={"api-key-auth": {...}})
@@ -8,6 +9,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Upstream  # noqa: E402
+from harness import ChildProcess, wait_for_output  # noqa: E402
 from harness.envoy import COMPOSED, LAYOUTS, start_envoy  # noqa: E402
+
+RLS_SERVER = Path(__file__).resolve().parent / "rls-server" / "rls_server.py"
 
 
 def pytest_configure(config):
@@ -93,3 +99,44 @@ def mcp_server(tmp_path):
         yield port
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A redis-server of this test's own, on a unix socket in its temp dir (a
+    TCP port picked in advance could be taken by another worker's server)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
+    sock = tmp_path / "redis.sock"
+    proc = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
+                                  "--save", "", "--appendonly", "no"], tmp_path)
+    wait_for_output(proc, r"ready to accept connections")
+    yield f"redis+unix://{sock}"
+    proc.stop()
+
+
+class Rls:
+    def __init__(self, proc: ChildProcess, port: int):
+        self.proc, self.port = proc, port
+
+    def stop(self):
+        self.proc.stop()
+
+
+@pytest.fixture
+def rls_factory(tmp_path, redis):
+    started = []
+
+    def start(limits: list[dict], delay_ms: int = 0, hang: str | None = None) -> Rls:
+        name = f"rls{len(started)}"
+        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", "0", "--redis", redis,
+                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms),
+                                   *([f"--{hang}"] if hang else [])], tmp_path)
+        port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
+        rls = Rls(proc, port)
+        started.append(rls)
+        return rls
+
+    yield start
+    for r in started:
+        r.stop()

@@ -8,59 +8,14 @@ Python packages of requirements.txt (grpcio, protobuf, limits, redis).
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import RLS_SERVER
 from harness import ChildProcess, HeldPort, wait_for_output
 from test_org_rate_limit import direct_response_route, hammer
-
-REPO = Path(__file__).resolve().parents[1]
-RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
-
-@pytest.fixture
-def redis(tmp_path):
-    """A redis-server of this test's own, on a unix socket in its temp dir (a
-    TCP port picked in advance could be taken by another worker's server)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
-    sock = tmp_path / "redis.sock"
-    proc = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
-                                  "--save", "", "--appendonly", "no"], tmp_path)
-    wait_for_output(proc, r"ready to accept connections")
-    yield f"redis+unix://{sock}"
-    proc.stop()
-
-
-class Rls:
-    def __init__(self, proc: ChildProcess, port: int):
-        self.proc, self.port = proc, port
-
-    def stop(self):
-        self.proc.stop()
-
-
-@pytest.fixture
-def rls_factory(tmp_path, redis):
-    started = []
-
-    def start(limits: list[dict], delay_ms: int = 0, hang: str | None = None) -> Rls:
-        name = f"rls{len(started)}"
-        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", "0", "--redis", redis,
-                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms),
-                                   *([f"--{hang}"] if hang else [])], tmp_path)
-        port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
-        rls = Rls(proc, port)
-        started.append(rls)
-        return rls
-
-    yield start
-    for r in started:
-        r.stop()
 
 
 def per_org(amount: int, unit: str = "hour", plan: str = "free") -> dict:

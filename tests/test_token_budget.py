@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import REPO
+from harness import REPO, HeldPort
 
 sys.path.insert(0, str(REPO / "local" / "demo"))
 import fake_llm  # noqa: E402
@@ -27,12 +27,17 @@ def config(**budgets):
     return {"service": "mcp-llm", "max_orgs": 10, "budgets": budgets}
 
 
-def start(envoy_factory, fake, budgets, **kwargs):
+def start(envoy_factory, fake, budgets, ratelimit=None, **kwargs):
+    """An Envoy with these budgets before `fake`; `ratelimit`: the port of
+    the rate-limit service of global budgets."""
     def flush_stats_fast(bootstrap):
         bootstrap["stats_flush_interval"] = "0.1s"
 
+    upstreams = {"llm_provider": fake.port}
+    if ratelimit is not None:
+        upstreams["ratelimit"] = ratelimit
     return envoy_factory(filters=FILTERS, configs={"token-usage-metrics": config(**budgets)},
-                         upstreams={"llm_provider": fake.port}, mutate=flush_stats_fast, **kwargs)
+                         upstreams=upstreams, mutate=flush_stats_fast, **kwargs)
 
 
 @pytest.fixture
@@ -260,3 +265,110 @@ def test_bad_budget_config_names_the_field(tmp_path, upstream, llm_upstream, lay
                                                                               "limit": 0}]})},
         layout=layout)
     assert f"invalid pluginConfig: {field}: must be > 0" in failure.log
+
+
+# ---- global budgets: one rate-limit service on a real redis-server ----------
+
+def global_budgets(limiter="global", failure_mode="allow", **extra):
+    return {"limiter": limiter, "failure_mode": failure_mode,
+            "global": {"cluster": "ratelimit", "timeout_ms": 2000},
+            "plans": {"*": [{"name": "fleet", "window": "hour", **extra}]}}
+
+
+def fleet_limit(amount, org="*"):
+    return {"domain": "mcp_budgets", "descriptor": {"budget": "fleet", "org_id": org},
+            "requests_per_unit": amount, "unit": "hour"}
+
+
+def service_count(redis_url, amount, org="acme"):
+    """The service's counter of the `fleet` budget of `org`, read from Redis."""
+    from limits import RateLimitItemPerHour
+    from limits.storage import storage_from_string
+    item = RateLimitItemPerHour(amount)
+    return storage_from_string(redis_url).get(item.key_for("mcp_budgets", f"budget=fleet|org_id={org}"))
+
+
+def test_global_budget_holds_across_two_replicas_within_one_percent(envoy_factory, fake, rls_factory, redis):
+    # Words of 3 letters and a space: the 4-bytes-per-token estimate is close
+    # to the real count, and max_tokens is the reply's length, so a call
+    # reserves a little more than it uses (what it does not use is taken off
+    # the replica's next charge).
+    body = chat(max_tokens=fake_llm.count_tokens(fake_llm.REPLY))
+    body["messages"] = [{"role": "user", "content": "abc " * 500}]
+    inp, out = usage_of(body)
+    reserved = -(-len(json.dumps(body).encode()) // 4) + body["max_tokens"]
+    assert inp + out <= reserved <= (inp + out) * 1.05
+    limit = 300 * (inp + out) + (inp + out) // 2
+    rls = rls_factory([fleet_limit(limit)])
+    replicas = [start(envoy_factory, fake, global_budgets(), concurrency=2,
+                      ratelimit=rls.port) for _ in range(2)]
+
+    def worker(i):
+        admitted = 0
+        while admitted < 1000:
+            status, _, _ = post(replicas[i % 2], "/v1/chat/completions", body)
+            if status != 200:
+                assert status == 429
+                return admitted
+            admitted += 1
+        return admitted
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        admitted = sum(pool.map(worker, range(32)))
+    used = admitted * (inp + out)
+    # Never more than the budget, and at most 1% of it left unused at the end.
+    assert used <= limit, (used, limit)
+    assert used >= 0.99 * limit, (used, limit, admitted)
+    # The service was never charged less than what was used.
+    assert service_count(redis, limit) >= used
+    allowed = [r.metric("mcp_llm_budget_denied_total", service="mcp-llm") for r in replicas]
+    assert all(a and a >= 1 for a in allowed), allowed
+
+
+def test_global_budget_denial_is_the_sdks_rate_limit_error(envoy_factory, fake, rls_factory, redis):
+    openai = pytest.importorskip("openai")
+    rls = rls_factory([fleet_limit(50)])
+    envoy = start(envoy_factory, fake, global_budgets(),
+                  ratelimit=rls.port)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{envoy.port}/v1", api_key="sk-test", max_retries=0,
+                           default_headers={"x-mcp-org-id": "acme"})
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, max_tokens=100)
+    assert e.value.code == "rate_limit_exceeded"
+    assert e.value.response.headers["ratelimit-policy"] == '"fleet";q=50;w=3600'
+    assert 1 <= int(e.value.response.headers["retry-after"]) <= 3601
+    assert not [r for r in fake.received if r[3]]
+    # A call that fits: the service's remaining comes back as the header,
+    # and the access log names the global budget.
+    status, headers, _ = post(envoy, "/v1/chat/completions", chat(max_tokens=1), org="globex")
+    size = len(json.dumps(chat(max_tokens=1)).encode())
+    assert status == 200 and remaining(headers) == 50 - (-(-size // 4) + 1)
+    lines = envoy.access_log(expect=2)
+    assert [(l["llm_budget_decision"], l["llm_budget_name"]) for l in lines] == [
+        ("denied", "fleet"), ("allowed", "fleet")]
+
+
+def test_local_then_global_stops_at_the_local_ceiling_without_asking(envoy_factory, fake, rls_factory, redis):
+    body = chat(max_tokens=10)
+    reserved = -(-len(json.dumps(body).encode()) // 4) + 10
+    rls = rls_factory([fleet_limit(1_000_000)])
+    budgets = {"limiter": "local_then_global", "global": {"cluster": "ratelimit", "timeout_ms": 2000},
+               "plans": {"*": [{"name": "fleet", "window": "hour", "limit": reserved}]}}
+    envoy = start(envoy_factory, fake, budgets, ratelimit=rls.port)
+    assert post(envoy, "/v1/chat/completions", body)[0] == 200
+    charged = service_count(redis, 1_000_000)
+    assert charged == reserved
+    # The local ceiling is spent (usage > 0): denied here, the service is not asked.
+    assert post(envoy, "/v1/chat/completions", body)[0] == 429
+    assert service_count(redis, 1_000_000) == charged
+
+
+@pytest.mark.parametrize("failure_mode, expected", [("allow", 200), ("deny", 429)])
+def test_global_budget_without_a_service_takes_the_failure_mode(envoy_factory, fake, failure_mode, expected):
+    dead = HeldPort()  # bound, never listening: connections are refused
+    envoy = start(envoy_factory, fake, global_budgets(failure_mode=failure_mode),
+                  ratelimit=dead.port)
+    assert post(envoy, "/v1/chat/completions", chat(max_tokens=5))[0] == expected
+    errors = sum(envoy.metric("mcp_llm_budget_service_errors_total", reason=r, service="mcp-llm") or 0
+                 for r in ("unavailable", "timeout", "error"))
+    assert errors == 1

@@ -6,6 +6,9 @@ It matches descriptors the way envoyproxy/ratelimit does: a configured
 descriptor applies when the request descriptor has exactly its keys, with
 equal values or `*` (one counter per value):
 
+A descriptor's own `hits_addend` overrides the request's (token budgets
+charge several counters by different amounts in one call).
+
     rls_server.py --redis redis://127.0.0.1:6379 --port 0 [--delay-ms 50] --limits '[
       {"domain": "mcp", "descriptor": {"plan": "free", "org_id": "*"},
        "requests_per_unit": 100, "unit": "minute"}]'
@@ -58,7 +61,9 @@ def _messages() -> dict:
                 f.type_name = f".{PACKAGE}.{type_name}"
 
     message("Entry", ("key", 1, F.TYPE_STRING, False, None), ("value", 2, F.TYPE_STRING, False, None))
-    message("RateLimitDescriptor", ("entries", 1, F.TYPE_MESSAGE, True, "Entry"))
+    message("UInt64Value", ("value", 1, F.TYPE_UINT64, False, None))
+    message("RateLimitDescriptor", ("entries", 1, F.TYPE_MESSAGE, True, "Entry"),
+            ("hits_addend", 3, F.TYPE_MESSAGE, False, "UInt64Value"))
     message("RateLimitRequest", ("domain", 1, F.TYPE_STRING, False, None),
             ("descriptors", 2, F.TYPE_MESSAGE, True, "RateLimitDescriptor"),
             ("hits_addend", 3, F.TYPE_UINT32, False, None))
@@ -116,15 +121,22 @@ class Service:
             return M["RateLimitResponse"](overall_code=OK)
         if self.delay:
             time.sleep(self.delay)
-        cost = max(1, request.hits_addend)
         response = M["RateLimitResponse"](overall_code=OK)
         for descriptor in request.descriptors:
             entries = [(e.key, e.value) for e in descriptor.entries]
+            # A descriptor's own hits_addend (google.protobuf.UInt64Value)
+            # overrides the request's, as in envoyproxy/ratelimit.
+            if descriptor.HasField("hits_addend"):
+                cost = descriptor.hits_addend.value
+            else:
+                cost = max(1, request.hits_addend)
             status = response.statuses.add(code=OK)
             for limit in self.limits:
                 key = limit.key_for(request.domain, entries)
                 if key is None:
                     continue
+                # Every hit counts, over the limit too (as envoyproxy/ratelimit
+                # counts them in Redis).
                 allowed = self.limiter.hit(limit.item, request.domain, key, cost=cost)
                 stats = self.limiter.get_window_stats(limit.item, request.domain, key)
                 status.code = OK if allowed else OVER_LIMIT

@@ -147,25 +147,31 @@ pub struct Response {
     pub statuses: Vec<DescriptorStatus>,
 }
 
-impl Response {
-    /// The quota of the most restrictive status that names its limit, for
-    /// the response headers.
+impl DescriptorStatus {
+    /// The quota this status reports, when it names its limit.
     pub fn quota(&self) -> Option<Quota> {
-        let s = self
-            .statuses
-            .iter()
-            .filter(|s| s.limit.is_some())
-            .min_by_key(|s| s.remaining)?;
-        let (per_unit, unit) = s.limit?;
+        let (per_unit, unit) = self.limit?;
         let window = unit_secs(unit);
-        let reset = s.reset_secs.unwrap_or(window);
+        let reset = self.reset_secs.unwrap_or(window);
         Some(Quota {
             limit: u64::from(per_unit),
-            remaining: u64::from(s.remaining),
+            remaining: u64::from(self.remaining),
             reset_secs: reset,
             retry_after_secs: reset.max(1),
             window_secs: window.max(1),
         })
+    }
+}
+
+impl Response {
+    /// The quota of the most restrictive status that names its limit, for
+    /// the response headers.
+    pub fn quota(&self) -> Option<Quota> {
+        self.statuses
+            .iter()
+            .filter(|s| s.limit.is_some())
+            .min_by_key(|s| s.remaining)?
+            .quota()
     }
 }
 

@@ -187,7 +187,7 @@ pub struct Outcome {
 }
 
 /// What the rate-limit response headers report, in whole units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Quota {
     /// Capacity (burst) in tokens.
     pub limit: u64,

@@ -107,9 +107,10 @@ fn to_units(v: f64) -> u64 {
 
 /// A budget's limit in its counter's units.
 pub fn limit_units(budget: &Budget) -> u64 {
+    let limit = budget.limit.unwrap_or(0.0);
     match budget.count {
-        Count::Cost => to_units(budget.limit * COST_SCALE),
-        _ => to_units(budget.limit),
+        Count::Cost => to_units(limit * COST_SCALE),
+        _ => to_units(limit),
     }
 }
 
@@ -176,37 +177,54 @@ pub fn applicable<'a>(
         .collect()
 }
 
-/// A counter: the window it counts and what was used in it.
+/// A counter: the window it counts, what was used in it, and for global
+/// budgets the ledger of this Envoy against the rate-limit service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Counter {
     window: u64,
     used: u64,
+    /// Global units this Envoy still owes the service (> 0: calls that used
+    /// more than they reserved) or was charged ahead (< 0: reservations the
+    /// service counted that went unused). The protocol cannot refund, so the
+    /// next charge of this scope settles it.
+    owed: i64,
 }
 
 impl Counter {
-    fn encode(self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        let (w, u) = out.split_at_mut(8);
+    fn encode(self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        let (w, rest) = out.split_at_mut(8);
+        let (u, o) = rest.split_at_mut(8);
         w.copy_from_slice(&self.window.to_be_bytes());
         u.copy_from_slice(&self.used.to_be_bytes());
+        o.copy_from_slice(&self.owed.to_be_bytes());
         out
     }
 
+    /// 24 bytes, or the 16 of a counter written before the ledger existed.
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 16] = bytes.try_into().ok()?;
-        let (w, u) = bytes.split_at(8);
+        let word = |i: usize| -> Option<[u8; 8]> { bytes.get(i..i + 8)?.try_into().ok() };
+        if bytes.len() != 16 && bytes.len() != 24 {
+            return None;
+        }
         Some(Self {
-            window: u64::from_be_bytes(w.try_into().ok()?),
-            used: u64::from_be_bytes(u.try_into().ok()?),
+            window: u64::from_be_bytes(word(0)?),
+            used: u64::from_be_bytes(word(8)?),
+            owed: word(16).map_or(0, i64::from_be_bytes),
         })
     }
 
-    /// What is used in `window`: a counter of an earlier window is empty.
-    fn used_in(self, window: u64) -> u64 {
+    /// The counter as seen in `window`: an earlier window's use is over,
+    /// and so is what it was charged ahead; a debt is still owed.
+    fn in_window(self, window: u64) -> Self {
         if self.window == window {
-            self.used
+            self
         } else {
-            0
+            Self {
+                window,
+                used: 0,
+                owed: self.owed.max(0),
+            }
         }
     }
 }
@@ -276,16 +294,16 @@ fn overflow_key(key: &str) -> String {
 }
 
 /// Reads, changes and writes one counter with its cas until it sticks.
-/// `change` returns the new `used` for the current one, or `None` to write
-/// nothing. `first` answers the first read (a stale value only costs a cas
-/// mismatch and a fresh read).
+/// `change` returns the new counter for the current one (seen in `window`),
+/// or `None` to write nothing. `first` answers the first read (a stale value
+/// only costs a cas mismatch and a fresh read).
 fn update(
     store: &dyn SharedStore,
     key: &str,
     window: u64,
     mut first: Option<Stored>,
-    mut change: impl FnMut(u64) -> Option<u64>,
-) -> Result<Option<u64>, StoreFailed> {
+    mut change: impl FnMut(Counter) -> Option<Counter>,
+) -> Result<Option<Counter>, StoreFailed> {
     for _ in 0..MAX_CAS_RETRIES {
         let read = match first.take() {
             Some(v) => Ok(Some(v)),
@@ -297,18 +315,34 @@ fn update(
             Err(ReadError) => return Err(StoreFailed),
         };
         // Garbage (another version's value) reads as an empty counter.
-        let used = Counter::decode(&bytes).unwrap_or_default().used_in(window);
-        let Some(new) = change(used) else {
+        let current = Counter::decode(&bytes)
+            .unwrap_or_default()
+            .in_window(window);
+        let Some(next) = change(current) else {
             return Ok(None);
         };
-        let next = Counter { window, used: new };
+        let next = Counter { window, ..next };
         match store.set(key, &next.encode(), cas) {
-            Ok(()) => return Ok(Some(new)),
+            Ok(()) => return Ok(Some(next)),
             Err(SetError::CasMismatch) => continue,
             Err(SetError::Other) => return Err(StoreFailed),
         }
     }
     Err(StoreFailed)
+}
+
+/// Changes what a counter has used.
+fn update_used(
+    store: &dyn SharedStore,
+    key: &str,
+    window: u64,
+    first: Option<Stored>,
+    mut change: impl FnMut(u64) -> Option<u64>,
+) -> Result<Option<u64>, StoreFailed> {
+    let next = update(store, key, window, first, |c| {
+        change(c.used).map(|used| Counter { used, ..c })
+    })?;
+    Ok(next.map(|c| c.used))
 }
 
 /// A counter resolved for one call: the key it charges and its window.
@@ -332,7 +366,7 @@ pub fn reserve(
     let (key, read) = ensure(store, key, &overflow_key(key), now_ns, max_counters)?;
     let limit = limit_units(budget);
     let mut remaining = 0;
-    let wrote = update(store, &key, window, read, |used| {
+    let wrote = update_used(store, &key, window, read, |used| {
         let after = used.saturating_add(amount);
         remaining = limit.saturating_sub(used);
         if after > limit {
@@ -368,7 +402,7 @@ pub fn reconcile(
     }
     let (current, _) = window_at(budget.window, now_ns / 1_000_000_000);
     if current == held.window {
-        return update(store, &held.key, current, None, |used| {
+        return update_used(store, &held.key, current, None, |used| {
             Some(used.saturating_sub(held.reserved).saturating_add(actual))
         });
     }
@@ -376,7 +410,7 @@ pub fn reconcile(
     if excess == 0 {
         return Ok(None);
     }
-    update(store, &held.key, current, None, |used| {
+    update_used(store, &held.key, current, None, |used| {
         Some(used.saturating_add(excess))
     })
 }
@@ -385,10 +419,99 @@ pub fn reconcile(
 pub fn remaining(store: &dyn SharedStore, budget: &Budget, key: &str, now_ns: u64) -> u64 {
     let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
     let used = match store.get(key) {
-        Ok(Some((bytes, _))) => Counter::decode(&bytes).unwrap_or_default().used_in(window),
+        Ok(Some((bytes, _))) => {
+            Counter::decode(&bytes)
+                .unwrap_or_default()
+                .in_window(window)
+                .used
+        }
         _ => 0,
     };
     limit_units(budget).saturating_sub(used)
+}
+
+/// What the rate-limit service counts for `units` of a budget: tokens, or
+/// whole millionths of the cost unit (rounded up).
+pub fn global_units(budget: &Budget, units: u64) -> u64 {
+    match budget.count {
+        Count::Cost => units.div_ceil(1_000),
+        _ => units,
+    }
+}
+
+/// A global charge opened for one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalHeld {
+    /// The counter whose ledger settles it; `None` for an overflow counter,
+    /// which several scopes share and so keeps no ledger.
+    pub key: Option<String>,
+    pub window: u64,
+    /// The call's reservation, in global units.
+    pub reserved: u64,
+    /// What this call sends the service now.
+    pub hits: u64,
+}
+
+/// Opens a global charge of `reserved` (global units) for the counter `key`:
+/// the call sends its reservation plus what this Envoy owes for the scope,
+/// less what the service was charged ahead (never below 0).
+pub fn open_global(
+    store: &dyn SharedStore,
+    budget: &Budget,
+    key: &str,
+    reserved: u64,
+    now_ns: u64,
+    max_counters: u32,
+) -> Result<GlobalHeld, StoreFailed> {
+    let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
+    let overflow = overflow_key(key);
+    let (key, read) = ensure(store, key, &overflow, now_ns, max_counters)?;
+    if key == overflow {
+        return Ok(GlobalHeld {
+            key: None,
+            window,
+            reserved,
+            hits: reserved,
+        });
+    }
+    let mut hits = reserved;
+    update(store, &key, window, read, |c| {
+        let due = i128::from(reserved) + i128::from(c.owed);
+        hits = u64::try_from(due.max(0)).unwrap_or(u64::MAX);
+        let owed = i64::try_from(due.min(0)).unwrap_or(i64::MIN);
+        Some(Counter { owed, ..c })
+    })?;
+    Ok(GlobalHeld {
+        key: Some(key),
+        window,
+        reserved,
+        hits,
+    })
+}
+
+/// Adds `delta` global units to what this Envoy owes for the charge's
+/// scope. What was charged ahead in a window that is over is dropped.
+pub fn settle_global(
+    store: &dyn SharedStore,
+    budget: &Budget,
+    held: &GlobalHeld,
+    delta: i64,
+    now_ns: u64,
+) -> Result<(), StoreFailed> {
+    let Some(key) = held.key.as_deref() else {
+        return Ok(());
+    };
+    let (current, _) = window_at(budget.window, now_ns / 1_000_000_000);
+    if delta == 0 || (delta < 0 && current != held.window) {
+        return Ok(());
+    }
+    update(store, key, current, None, |c| {
+        Some(Counter {
+            owed: c.owed.saturating_add(delta),
+            ..c
+        })
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -414,7 +537,7 @@ mod tests {
                                 {"name":"gpt","window":"day","limit":7,"models":["gpt-4o*"]}]},
                 "keys":{"k1":[{"name":"mine","window":"minute","limit":3,"per":"key"}]}}"#,
         );
-        let names = |v: Vec<Applied>| -> Vec<(String, f64, String)> {
+        let names = |v: Vec<Applied>| -> Vec<(String, Option<f64>, String)> {
             v.into_iter()
                 .map(|a| (a.budget.name.clone(), a.budget.limit, a.key))
                 .collect()
@@ -428,9 +551,9 @@ mod tests {
                 Some("gpt-4o-mini")
             )),
             vec![
-                ("hourly".into(), 1000.0, "tub1|hourly|o|acme".into()),
-                ("gpt".into(), 7.0, "tub1|gpt|o|acme".into()),
-                ("mine".into(), 3.0, "tub1|mine|k|k1".into()),
+                ("hourly".into(), Some(1000.0), "tub1|hourly|o|acme".into()),
+                ("gpt".into(), Some(7.0), "tub1|gpt|o|acme".into()),
+                ("mine".into(), Some(3.0), "tub1|mine|k|k1".into()),
             ]
         );
         // Another model skips the model budget; an unknown one does not.
@@ -498,6 +621,50 @@ mod tests {
         let (_, held) = reserve(&store, &b, "tub1|t|o|a", 10, now, 10).unwrap();
         assert_eq!(reconcile(&store, &b, &held, 30, later).unwrap(), Some(20));
         assert_eq!(reconcile(&store, &b, &held, 5, later).unwrap(), None);
+    }
+
+    #[test]
+    fn the_global_ledger_settles_refunds_and_excess_on_the_next_charge() {
+        let store = MemoryStore::default();
+        let b = budget(r#"{"name":"g","window":"minute"}"#);
+        let now = 60_000_000_000 * 10;
+        let key = "tub1|g|o|a";
+        // First call: sends its reservation of 100, uses 30: 70 charged ahead.
+        let first = open_global(&store, &b, key, 100, now, 10).unwrap();
+        assert_eq!((first.hits, first.key.as_deref()), (100, Some(key)));
+        settle_global(&store, &b, &first, 30 - 100, now).unwrap();
+        // Second call (reserves 50): fully covered by that, sends nothing.
+        let second = open_global(&store, &b, key, 50, now, 10).unwrap();
+        assert_eq!(second.hits, 0);
+        // It uses 90: 40 more than reserved, with 20 still ahead: owes 20.
+        settle_global(&store, &b, &second, 90 - 50, now).unwrap();
+        let third = open_global(&store, &b, key, 10, now, 10).unwrap();
+        assert_eq!(third.hits, 30);
+        // Sent so far 100 + 0 + 30 = 130 = 30 + 90 + the third's 10: exact.
+        // A refund in a window that is over is dropped; a debt is not.
+        let later = now + 60_000_000_000;
+        settle_global(&store, &b, &third, -10, later).unwrap();
+        let fourth = open_global(&store, &b, key, 5, later, 10).unwrap();
+        assert_eq!(fourth.hits, 5);
+        settle_global(&store, &b, &fourth, 7, later).unwrap();
+        let next_window = later + 60_000_000_000;
+        assert_eq!(
+            open_global(&store, &b, key, 1, next_window, 10)
+                .unwrap()
+                .hits,
+            8
+        );
+        // An overflow counter keeps no ledger.
+        let _ = open_global(&store, &b, "tub1|g|o|b", 1, now, 1).unwrap();
+        let over = open_global(&store, &b, "tub1|g|o|c", 9, now, 1).unwrap();
+        assert_eq!((over.key, over.hits), (None, 9));
+        assert_eq!(
+            global_units(
+                &budget(r#"{"name":"c","window":"day","count":"cost"}"#),
+                1_001
+            ),
+            2
+        );
     }
 
     #[test]

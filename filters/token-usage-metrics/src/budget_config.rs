@@ -17,6 +17,11 @@
 //! }
 //! ```
 //!
+//! `limiter` picks where the counters live: `local` (this Envoy's shared
+//! data, exact across its workers), `global` (the rate-limit service named
+//! in `global`, one counter for the fleet; the service holds the limits) or
+//! `local_then_global` (a local ceiling per Envoy, then the service).
+//!
 //! A request's budgets are its plan's (`plans.<plan>`, else `plans.*`), then
 //! its organization's overrides, then its key's: an override with the name
 //! of an earlier budget replaces it, another name adds a budget. Every
@@ -59,6 +64,54 @@ pub struct Budgets {
     pub key_header: String,
     /// Send `x-ratelimit-*-tokens` on allowed LLM responses.
     pub response_headers: bool,
+    pub limiter: Limiter,
+    /// The rate-limit service of `global` and `local_then_global`.
+    pub global: Option<BudgetService>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Limiter {
+    #[default]
+    Local,
+    Global,
+    LocalThenGlobal,
+}
+
+impl Limiter {
+    pub fn local(self) -> bool {
+        self != Limiter::Global
+    }
+
+    pub fn global(self) -> bool {
+        self != Limiter::Local
+    }
+}
+
+/// The rate-limit service (`envoy.service.ratelimit.v3`) that holds global
+/// budgets. Each budget is one descriptor, `[{budget: <name>}, {org_id:
+/// <org>}]` (`key_id` for `per: key`), charged by its own `hits_addend`:
+/// tokens, or millionths of the cost unit for `count: cost`.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BudgetService {
+    /// Envoy cluster (HTTP/2) of the service.
+    pub cluster: String,
+    /// `RateLimitRequest.domain`.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_domain() -> String {
+    "mcp_budgets".to_string()
+}
+
+fn default_timeout_ms() -> u64 {
+    50
 }
 
 impl Default for Budgets {
@@ -76,6 +129,8 @@ impl Default for Budgets {
             plan_header: header::PLAN.to_string(),
             key_header: header::KEY_ID.to_string(),
             response_headers: true,
+            limiter: Limiter::Local,
+            global: None,
         }
     }
 }
@@ -88,8 +143,10 @@ pub struct Budget {
     pub name: String,
     pub window: Window,
     /// Tokens, or for `count: cost` the currency unit of `prices` (dollars
-    /// when prices are dollars per million tokens).
-    pub limit: f64,
+    /// when prices are dollars per million tokens). Required unless
+    /// `limiter` is `global`, where the rate-limit service holds it.
+    #[serde(default)]
+    pub limit: Option<f64>,
     #[serde(default)]
     pub count: Count,
     /// Whose counter: the organization's (default) or each key's own.
@@ -191,7 +248,7 @@ fn pattern(field: &str, p: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn budget_list(field: &str, list: &[Budget]) -> Result<(), ConfigError> {
+fn budget_list(field: &str, list: &[Budget], limiter: Limiter) -> Result<(), ConfigError> {
     for (i, b) in list.iter().enumerate() {
         let at = format!("{field}[{i}]");
         if b.name.is_empty() || sanitize_label_value(&b.name) != b.name || b.name.contains('|') {
@@ -206,11 +263,26 @@ fn budget_list(field: &str, list: &[Budget]) -> Result<(), ConfigError> {
                 format!("`{}` is named twice in this list", b.name),
             ));
         }
-        if !b.limit.is_finite() || b.limit <= 0.0 || b.limit > MAX_LIMIT {
-            return Err(ConfigError::new(
-                format!("{at}.limit"),
-                format!("must be > 0 and at most {MAX_LIMIT}"),
-            ));
+        match (b.limit, limiter.local()) {
+            (Some(l), true) if !l.is_finite() || l <= 0.0 || l > MAX_LIMIT => {
+                return Err(ConfigError::new(
+                    format!("{at}.limit"),
+                    format!("must be > 0 and at most {MAX_LIMIT}"),
+                ));
+            }
+            (None, true) => {
+                return Err(ConfigError::new(
+                    format!("{at}.limit"),
+                    "required (leave it out only with limiter: global)",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(ConfigError::new(
+                    format!("{at}.limit"),
+                    "with limiter: global the rate-limit service holds the limit; leave it out",
+                ));
+            }
+            _ => {}
         }
         for (j, m) in b.models.iter().enumerate() {
             pattern(&format!("{at}.models[{j}]"), m)?;
@@ -227,7 +299,7 @@ impl Budgets {
             (&self.keys, "keys"),
         ] {
             for (k, list) in table {
-                budget_list(&format!("{field}.{name}.{k}"), list)?;
+                budget_list(&format!("{field}.{name}.{k}"), list, self.limiter)?;
             }
         }
         for (model, p) in &self.prices {
@@ -255,6 +327,91 @@ impl Budgets {
         }
         check_identity_header(&format!("{field}.plan_header"), &self.plan_header)?;
         check_identity_header(&format!("{field}.key_header"), &self.key_header)?;
+        match (&self.global, self.limiter.global()) {
+            (None, true) => Err(ConfigError::new(
+                format!("{field}.global"),
+                "required with limiter: global or local_then_global",
+            )),
+            (Some(g), _) => g.validate_in(&format!("{field}.global")),
+            (None, false) => Ok(()),
+        }
+    }
+}
+
+impl BudgetService {
+    fn validate_in(&self, field: &str) -> Result<(), ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.cluster"),
+                "must not be empty",
+            ));
+        }
+        if self.domain.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.domain"),
+                "must not be empty",
+            ));
+        }
+        if !(1..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::new(
+                format!("{field}.timeout_ms"),
+                "must be 1..=60000",
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<(), String> {
+        let b: Budgets = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        b.validate_in("budgets").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_limiter_decides_where_limits_live_and_errors_name_the_field() {
+        let daily = r#""plans": {"*": [{"name": "d", "window": "day"}]}"#;
+        assert_eq!(
+            check(&format!("{{{daily}}}")).unwrap_err(),
+            "budgets.plans.*[0].limit: required (leave it out only with limiter: global)"
+        );
+        assert_eq!(
+            check(&format!(r#"{{"limiter": "global", {daily}}}"#)).unwrap_err(),
+            "budgets.global: required with limiter: global or local_then_global"
+        );
+        check(&format!(
+            r#"{{"limiter": "global", "global": {{"cluster": "rls"}}, {daily}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            check(
+                r#"{"limiter": "global", "global": {"cluster": "rls"},
+                    "plans": {"*": [{"name": "d", "window": "day", "limit": 5}]}}"#
+            )
+            .unwrap_err(),
+            "budgets.plans.*[0].limit: with limiter: global the rate-limit service holds the limit; leave it out"
+        );
+        assert_eq!(
+            check(r#"{"limiter": "local_then_global", "global": {"cluster": ""}}"#).unwrap_err(),
+            "budgets.global.cluster: must not be empty"
+        );
+        assert_eq!(
+            check(
+                r#"{"limiter": "local_then_global", "global": {"cluster": "r", "timeout_ms": 0}}"#
+            )
+            .unwrap_err(),
+            "budgets.global.timeout_ms: must be 1..=60000"
+        );
+        let g: Budgets =
+            serde_json::from_str(r#"{"limiter": "local_then_global", "global": {"cluster": "r"}}"#)
+                .unwrap();
+        let service = g.global.unwrap();
+        assert_eq!(
+            (service.domain.as_str(), service.timeout_ms),
+            ("mcp_budgets", 50)
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! reported once, at the end of the response (metrics and filter state for
 //! the access log), or in the log phase when the stream was cut.
 
-use crate::budget_flow::{BudgetCall, BudgetCounters};
+use crate::budget_flow::{BudgetCall, BudgetCounters, Verdict};
 use crate::config::Config;
 use crate::report::{self, Call, Labels, Update};
 use crate::request_model::ModelScanner;
@@ -14,7 +14,7 @@ use crate::route;
 use mesh_core::config_error::{self, ConfigError};
 use mesh_core::llm_usage::{Api, Outcome, ReadLimits, UsageReader};
 use mesh_core::stage::{
-    header_text, Chunk, Counter, Exchange, Flow, Host, MetricId, MetricKind, Stage, Step,
+    header_text, Chunk, Counter, Exchange, Flow, GrpcCall, Host, MetricId, MetricKind, Stage, Step,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -63,6 +63,18 @@ pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
                 host,
                 &format!("service=.={service};.;mcp_llm_budget_store_failures_total"),
             ),
+            service_errors: match config.budgets.as_ref().map(|b| b.limiter.global()) {
+                Some(true) => mesh_core::rls::FAILURE_REASONS
+                    .iter()
+                    .map(|reason| {
+                        let name = format!(
+                            "reason=.={reason};.;service=.={service};.;mcp_llm_budget_service_errors_total"
+                        );
+                        (*reason, Counter::define(host, &name))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
     } else {
         BudgetCounters::default()
@@ -225,7 +237,7 @@ impl UsageFlow {
         let Some(b) = call.budget.as_mut() else {
             return Step::Continue;
         };
-        let denial = b.decide(
+        let verdict = b.decide(
             config,
             call.api,
             call.path_model.as_deref(),
@@ -233,8 +245,38 @@ impl UsageFlow {
             host,
             &shared.counters,
         );
+        let verdict = match (verdict, config.global.as_ref()) {
+            (Verdict::Ask(message), Some(service)) => {
+                let sent = host.call_grpc(GrpcCall {
+                    cluster: &service.cluster,
+                    service: mesh_core::rls::SERVICE,
+                    method: mesh_core::rls::METHOD,
+                    message: &message,
+                    timeout_ms: service.timeout_ms,
+                });
+                if sent.is_some() {
+                    return Step::Pause;
+                }
+                // Unknown cluster, no healthy host: failure_mode.
+                b.answer(config, call.api, None, &[], host, &shared.counters)
+            }
+            (verdict, _) => verdict,
+        };
+        self.apply_verdict(host, verdict)
+    }
+
+    /// Lets the call go on, or answers it with the denial.
+    fn apply_verdict(&mut self, host: &mut dyn Host, verdict: Verdict) -> Step {
+        let shared = Rc::clone(&self.shared);
+        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        else {
+            return Step::Continue;
+        };
+        let Some(b) = call.budget.as_mut() else {
+            return Step::Continue;
+        };
         shared.gauge(host, b);
-        let Some(d) = denial else {
+        let Verdict::Deny(d) = verdict else {
             return Step::Continue;
         };
         b.finish(config, None, true, None, host, &shared.counters);
@@ -243,6 +285,14 @@ impl UsageFlow {
         // Never reached the provider: not an LLM call for the usage metrics.
         self.call = None;
         Step::Replied
+    }
+
+    /// True while the rate-limit service decides: the body stays held.
+    fn budget_asking(&self) -> bool {
+        self.call
+            .as_ref()
+            .and_then(|c| c.budget.as_ref())
+            .is_some_and(BudgetCall::asking)
     }
 }
 
@@ -318,6 +368,9 @@ impl Flow for UsageFlow {
     }
 
     fn on_request_trailers(&mut self, _x: &mut Exchange, host: &mut dyn Host) -> Step {
+        if self.budget_asking() {
+            return Step::Pause;
+        }
         if self
             .call
             .as_ref()
@@ -335,6 +388,11 @@ impl Flow for UsageFlow {
         host: &mut dyn Host,
         chunk: Chunk<'_>,
     ) -> Step {
+        if self.budget_asking() {
+            // Decided on the body so far, waiting for the rate-limit
+            // service: the rest waits too.
+            return Step::Pause;
+        }
         let scanner_room = self.scanner_room();
         if let Some(call) = self.call.as_mut() {
             let data = chunk
@@ -356,6 +414,32 @@ impl Flow for UsageFlow {
             }
         }
         Step::Continue
+    }
+
+    fn on_grpc_response(
+        &mut self,
+        _x: &mut Exchange,
+        host: &mut dyn Host,
+        status: u32,
+        message: &[u8],
+    ) -> Step {
+        let shared = Rc::clone(&self.shared);
+        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        else {
+            return Step::Continue;
+        };
+        let Some(b) = call.budget.as_mut() else {
+            return Step::Continue;
+        };
+        let verdict = b.answer(
+            config,
+            call.api,
+            Some(status),
+            message,
+            host,
+            &shared.counters,
+        );
+        self.apply_verdict(host, verdict)
     }
 
     fn on_response_headers(&mut self, _x: &mut Exchange, host: &mut dyn Host, end: bool) {
@@ -477,5 +561,174 @@ mod tests {
         );
         flow.on_log(&mut x, &mut host);
         assert_eq!(host.metric(not_reported), 1, "{:?}", host.metrics.borrow());
+    }
+
+    mod global_budgets {
+        use super::*;
+        use mesh_core::chain::Chain;
+
+        const T0: u64 = 1_700_000_000_000_000_000;
+        /// 36 bytes: 9 input tokens + 10 output tokens reserved.
+        const BODY: &[u8] = br#"{"model":"gpt-4o","max_tokens":10}  "#;
+
+        fn host() -> MockHost {
+            let mut host = MockHost::with_headers(&[
+                (":method", "POST"),
+                (":path", "/v1/chat/completions"),
+                ("x-mcp-org-id", "acme"),
+                ("x-mcp-plan", "free"),
+            ]);
+            host.now_ns = T0;
+            host
+        }
+
+        fn stages(failure_mode: &str, host: &MockHost) -> Vec<Rc<dyn Stage>> {
+            let config = format!(
+                r#"{{"budgets": {{"limiter": "global", "failure_mode": "{failure_mode}",
+                    "global": {{"cluster": "rls"}},
+                    "plans": {{"*": [{{"name": "daily", "window": "day"}}]}}}}}}"#
+            );
+            build(config.as_bytes(), host).unwrap_or_default()
+        }
+
+        /// Headers and the whole body: whether the request went on.
+        fn send(chain: &mut Chain, host: &mut MockHost) -> bool {
+            let mut read =
+                |off: usize, len: usize| BODY.get(off..off + len).unwrap_or_default().to_vec();
+            chain.request_headers(host, false)
+                && chain.request_body(host, BODY.len(), true, &mut read)
+        }
+
+        /// The hits of the one descriptor of the last call made.
+        fn hits(host: &MockHost) -> Option<u64> {
+            let (_, message) = host.calls.last()?;
+            // ...0x1a 0x02 0x08 <hits> ends the descriptor (hits < 128).
+            let n = message.len();
+            (message.get(n - 4..n - 1)? == [0x1a, 0x02, 0x08]).then(|| u64::from(message[n - 1]))
+        }
+
+        /// A RateLimitResponse: overall `code`, one status with a daily limit
+        /// of 100 and `remaining`.
+        fn response(code: u8, remaining: u8) -> Vec<u8> {
+            vec![
+                0x08,
+                code,
+                0x12,
+                10,
+                0x08,
+                code,
+                0x12,
+                2 + 2,
+                0x08,
+                100,
+                0x10,
+                4,
+                0x18,
+                remaining,
+            ]
+        }
+
+        fn finish_with_usage(chain: &mut Chain, host: &mut MockHost, input: u64, output: u64) {
+            host.response_headers = vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+            ];
+            chain.response_headers(host, false);
+            let body = format!(
+                r#"{{"model":"gpt-4o","usage":{{"prompt_tokens":{input},"completion_tokens":{output}}}}}"#
+            );
+            chain.response_body(host, body.len(), true, &mut |len| {
+                body.as_bytes().get(..len).unwrap_or_default().to_vec()
+            });
+            chain.log(host);
+        }
+
+        #[test]
+        fn one_call_to_the_service_carries_the_reservation_and_the_next_gets_the_refund() {
+            let mut host = host();
+            let stages = stages("allow", &host);
+            let mut first = Chain::new(&stages);
+            assert!(!send(&mut first, &mut host), "held for the service");
+            assert_eq!(host.calls.len(), 1);
+            assert_eq!(hits(&host), Some(19));
+            assert!(host
+                .calls
+                .last()
+                .is_some_and(|(cluster, m)| cluster == "rls"
+                    && m.windows(5).any(|w| w == b"daily")
+                    && m.windows(4).any(|w| w == b"acme")));
+            assert!(first.grpc_response(&mut host, 0, &response(1, 81)));
+            // Used 4 of 19: 15 charged ahead, taken off the next charge.
+            finish_with_usage(&mut first, &mut host, 3, 1);
+            let remaining = host
+                .response_headers
+                .iter()
+                .find(|(k, _)| k == "x-ratelimit-remaining-tokens")
+                .map(|(_, v)| v.clone());
+            assert_eq!(remaining, Some(b"81".to_vec()), "the service's remaining");
+            assert_eq!(
+                host.state.get("mcp_llm_budget_charged").map(String::as_str),
+                Some("4")
+            );
+            let mut second = Chain::new(&stages);
+            assert!(!send(&mut second, &mut host));
+            assert_eq!(hits(&host), Some(4));
+        }
+
+        #[test]
+        fn over_limit_is_a_provider_style_429_and_counts_as_used() {
+            let mut host = host();
+            let stages = stages("allow", &host);
+            let mut c = Chain::new(&stages);
+            assert!(!send(&mut c, &mut host));
+            assert!(!c.grpc_response(&mut host, 0, &response(2, 0)));
+            let reply = host
+                .replies
+                .last()
+                .cloned()
+                .unwrap_or_else(|| panic!("no reply"));
+            assert_eq!(reply.status, 429);
+            assert!(reply.body.contains("rate_limit_exceeded"), "{}", reply.body);
+            assert!(reply
+                .headers
+                .iter()
+                .any(|(k, v)| k == "ratelimit-policy" && v.contains("\"daily\";q=100")));
+            // The service counted the 19 hits: nothing is charged ahead.
+            let mut next = Chain::new(&stages);
+            assert!(!send(&mut next, &mut host));
+            assert_eq!(hits(&host), Some(19));
+        }
+
+        #[test]
+        fn without_an_answer_the_failure_mode_decides_and_allowed_calls_are_owed() {
+            let mut host = host();
+            host.refuse_calls = true;
+            let deny = stages("deny", &host);
+            let mut c = Chain::new(&deny);
+            assert!(!send(&mut c, &mut host));
+            assert_eq!(host.replies.last().map(|r| r.status), Some(429));
+            let errors: u64 = host
+                .metrics
+                .borrow()
+                .iter()
+                .filter(|(name, _)| {
+                    name.contains("budget_service_errors") && name.contains("=unavailable;")
+                })
+                .map(|(_, v)| *v)
+                .sum();
+            assert_eq!(errors, 1);
+
+            let mut host = self::host();
+            let allow = stages("allow", &host);
+            let mut c = Chain::new(&allow);
+            assert!(!send(&mut c, &mut host));
+            // A timeout (DEADLINE_EXCEEDED): the call goes on, unseen by the service.
+            assert!(c.grpc_response(&mut host, 4, &[]));
+            finish_with_usage(&mut c, &mut host, 5, 5);
+            // Its 10 tokens are owed: the next call sends them with its own 19.
+            let mut next = Chain::new(&allow);
+            assert!(!send(&mut next, &mut host));
+            assert_eq!(hits(&host), Some(29));
+        }
     }
 }
