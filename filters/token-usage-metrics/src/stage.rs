@@ -700,6 +700,34 @@ mod tests {
         }
 
         #[test]
+        fn local_then_global_gives_the_local_reservation_back_when_the_service_denies() {
+            let mut host = host();
+            let config = r#"{"budgets": {"limiter": "local_then_global",
+                "global": {"cluster": "rls"},
+                "plans": {"*": [{"name": "daily", "window": "day", "limit": 30}]}}}"#;
+            let stages = build(config.as_bytes(), &host).unwrap_or_default();
+            let local = |host: &MockHost| {
+                let b: crate::budget_config::Budget =
+                    serde_json::from_str(r#"{"name":"daily","window":"day","limit":30}"#).unwrap();
+                crate::budget::remaining(&host.store, &b, "tub1|daily|o|acme", T0)
+            };
+            let mut c = Chain::new(&stages);
+            assert!(!send(&mut c, &mut host));
+            assert_eq!(local(&host), 30 - 19, "reserved locally first");
+            assert!(!c.grpc_response(&mut host, 0, &response(2, 0)));
+            assert_eq!(local(&host), 30, "all or nothing");
+            // A second reservation does not fit the local 30: no call is made.
+            let mut a = Chain::new(&stages);
+            assert!(!send(&mut a, &mut host));
+            assert!(a.grpc_response(&mut host, 0, &response(1, 50)));
+            let mut b = Chain::new(&stages);
+            let calls = host.calls.len();
+            assert!(!send(&mut b, &mut host));
+            assert_eq!(host.calls.len(), calls);
+            assert_eq!(host.replies.last().map(|r| r.status), Some(429));
+        }
+
+        #[test]
         fn without_an_answer_the_failure_mode_decides_and_allowed_calls_are_owed() {
             let mut host = host();
             host.refuse_calls = true;
