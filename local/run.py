@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,9 +122,40 @@ def print_guide() -> None:
           "  -H 'mcp-method: tools/call' -H 'mcp-name: get_debate' \\\n"
           "  -d '{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"run_debate_round\","
           "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}'\n")
-    print("# 6. What the mesh saw")
+    print("# 6. Token budgets: globex's demo key has 1000 LLM tokens an hour (local/envoy.yaml `budgets`).")
+    print("#    The tour below spends it; another call gets a 429 in OpenAI's format, naming the budget")
+    print("GLOBEX=" + next((k["key"] for k in keys if k["id"] == "globex-user-1"), "<globex key>"))
+    print(f"curl -si {base}/v1/chat/completions -H \"x-api-key: $GLOBEX\" -H 'content-type: application/json' \\\n"
+          "  -d '{\"model\":\"gpt-4o-mini\",\"max_tokens\":500,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n")
+    print("# 7. What the mesh saw")
     print(f"curl -s http://127.0.0.1:{ADMIN}/stats/prometheus | grep -E '^mcp_'")
     print(f"tail -n 5 {RUN}/access.log")
+
+
+def budget_tour() -> None:
+    """An LLM token budget running out, through the fake provider."""
+    key = next((k["key"] for k in demo_keys() if k["id"] == "globex-user-1"), None)
+    if key is None:
+        return
+    print("\nA token budget running out (globex's demo key: 1000 tokens an hour, local/envoy.yaml):")
+    body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 100,
+                       "messages": [{"role": "user", "content": "word " * 300}]}).encode()
+    for i in range(1, 5):
+        req = urllib.request.Request(f"http://127.0.0.1:{LISTENER}/v1/chat/completions", data=body, method="POST",
+                                     headers={"content-type": "application/json", "x-api-key": key})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                usage = json.loads(r.read()).get("usage", {})
+                print(f"  call {i} -> {r.status}: used {usage.get('total_tokens')} tokens, "
+                      f"{r.headers.get('x-ratelimit-remaining-tokens')} left after its reservation")
+        except urllib.error.HTTPError as e:
+            error = json.loads(e.read() or b"{}").get("error", {})
+            print(f"  call {i} -> {e.code} {error.get('code')}: {error.get('message')} "
+                  f"(Retry-After {e.headers.get('retry-after')} s)")
+            return
+        except OSError as e:
+            print(f"  call {i} -> {e}")
+            return
 
 
 def tour() -> None:
@@ -163,6 +196,7 @@ def main() -> None:
         procs.append(envoy)
         wait_for(LISTENER, envoy, "envoy")
         print_guide()
+        budget_tour()
         tour()
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

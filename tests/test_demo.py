@@ -64,6 +64,20 @@ def test_make_run_serves_the_demo_and_stops_cleanly(demo):
         assert "run_debate_round -> refused: -32003" in user, guide
         assert "run_debate_round" not in user.split("tools/list -> ")[1].splitlines()[0], guide
 
+    # A token budget runs out: globex's demo key pays two calls, the third
+    # gets OpenAI's rate-limit error naming the budget, with Retry-After.
+    spent = guide.split("A token budget running out")[1].split("\n\n")[0]
+    calls = [l.strip() for l in spent.splitlines()[1:] if l.strip().startswith("call ")]
+    assert [c.split(" -> ")[1][:3] for c in calls] == ["200", "200", "429"], spent
+    assert "rate_limit_exceeded: LLM token budget `demo-hourly` is spent" in calls[2], spent
+    assert int(calls[2].split("Retry-After ")[1].split()[0]) >= 1
+    # The printed 429 command really is refused now.
+    globex = next(k["key"] for k in keys if k["id"] == "globex-user-1")
+    status, body = _post("http://127.0.0.1:10000/v1/chat/completions",
+                         {"model": "gpt-4o-mini", "max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]},
+                         {"x-api-key": globex})
+    assert status == 429 and body["error"]["code"] == "rate_limit_exceeded", body
+
     # The printed credential opens an MCP session through all four filters.
     init, created = run_session("http://127.0.0.1:10000/mcp", headers={"x-api-key": keys[0]["key"]},
                                 calls=[("create_debate", {"topic": "demo"})])

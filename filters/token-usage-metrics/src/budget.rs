@@ -177,6 +177,19 @@ pub fn applicable<'a>(
         .collect()
 }
 
+/// True when some budget can apply to a call of this organization, plan and
+/// key (whatever its model): otherwise the call is not held at all.
+pub fn may_apply(config: &Budgets, org: &str, plan: Option<&str>, key_id: Option<&str>) -> bool {
+    let plan_list = plan
+        .and_then(|p| config.plans.get(p))
+        .or_else(|| config.plans.get("*"));
+    plan_list.is_some_and(|l| !l.is_empty())
+        || config.orgs.get(org).is_some_and(|l| !l.is_empty())
+        || key_id
+            .and_then(|k| config.keys.get(k))
+            .is_some_and(|l| !l.is_empty())
+}
+
 /// A counter: the window it counts, what was used in it, and for global
 /// budgets the ledger of this Envoy against the rate-limit service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -562,6 +575,10 @@ mod tests {
             1
         );
         assert_eq!(applicable(&c, "acme", Some("free"), None, None).len(), 2);
+        assert!(may_apply(&c, "initech", Some("free"), None));
+        let only_keys = config(r#"{"keys":{"k1":[{"name":"m","window":"day","limit":3}]}}"#);
+        assert!(may_apply(&only_keys, "initech", None, Some("k1")));
+        assert!(!may_apply(&only_keys, "initech", Some("free"), Some("k2")));
         // A plan not listed gets `*`.
         assert_eq!(
             names(applicable(&c, "globex", Some("pro"), None, None))[0].0,

@@ -331,13 +331,20 @@ impl Flow for UsageFlow {
         }
         let scan = matched.path_model.is_none() && !end && config.max_request_body_bytes > 0;
         let budget = match (&config.budgets, org.as_deref()) {
-            (Some(b), Some(org)) => Some(BudgetCall::new(
-                org.to_string(),
-                header_text(host, &b.plan_header).map(str::to_string),
-                header_text(host, &b.key_header).map(str::to_string),
-                header_text(host, "content-length").and_then(|v| v.parse().ok()),
-                config.max_request_body_bytes,
-            )),
+            (Some(b), Some(org)) => {
+                let plan = header_text(host, &b.plan_header).map(str::to_string);
+                let key = header_text(host, &b.key_header).map(str::to_string);
+                // A call no budget can apply to is not held.
+                crate::budget::may_apply(b, org, plan.as_deref(), key.as_deref()).then(|| {
+                    BudgetCall::new(
+                        org.to_string(),
+                        plan,
+                        key,
+                        header_text(host, "content-length").and_then(|v| v.parse().ok()),
+                        config.max_request_body_bytes,
+                    )
+                })
+            }
             _ => None,
         };
         self.call = Some(LlmCall {
