@@ -195,7 +195,7 @@ run: build venv
 # if missing), prints and writes bench/RESULTS.md. BENCH_ARGS go to bench/run.sh.
 # BENCH_STARTED (read before the build) keeps build + bench within the budget.
 bench: BENCH_STARTED := $(shell date +%s)
-bench: build venv
+bench: build venv redis
 	BENCH_STARTED=$(BENCH_STARTED) bench/run.sh $(BENCH_ARGS)
 
 clean:

@@ -5,6 +5,7 @@ loopback. Prints and writes bench/RESULTS.md.
 Sections (all by default, in this order):
   throughput  every configuration x {1, 2} workers, alternating rounds
   accuracy    rate-limit admits, org-rate-limit vs native local_ratelimit
+  budgets     token-budget accuracy under concurrency, local and global
   sse         1 MiB and 64 MiB streams through token-usage-metrics vs bare
   memory      RSS over 1M requests across 100k organizations, full chain
 """
@@ -25,6 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the integration-test harness
 sys.path.insert(0, str(HERE))
 
 import accuracy  # noqa: E402
+import budgets  # noqa: E402
 import instructions  # noqa: E402
 import memory  # noqa: E402
 import sse  # noqa: E402
@@ -35,7 +37,7 @@ from procs import start_envoy  # noqa: E402
 from report import Report  # noqa: E402
 from session import Options, Session  # noqa: E402
 
-SECTIONS = ("instructions", "throughput", "accuracy", "sse", "memory")
+SECTIONS = ("instructions", "throughput", "accuracy", "budgets", "sse", "memory")
 RESULTS = HERE / "RESULTS.md"
 
 
@@ -120,7 +122,7 @@ def main(argv: list[str]) -> int:
             t = time.monotonic()
             log(f"== {name}")
             module = {"instructions": instructions, "throughput": throughput, "accuracy": accuracy,
-                      "sse": sse, "memory": memory}[name]
+                      "budgets": budgets, "sse": sse, "memory": memory}[name]
             results[name] = module.run(session, log)
             log(f"   ({time.monotonic() - t:.0f}s)")
     finally:
@@ -154,6 +156,8 @@ def main(argv: list[str]) -> int:
         report.accuracy(results["accuracy"])
         if results["accuracy"]:
             wrk_commands.append(results["accuracy"][0].command)
+    if "budgets" in results:
+        report.budgets(results["budgets"])
     report.commands(session.envoy_commands, wrk_commands)
     if "throughput" in results:
         report.notes()

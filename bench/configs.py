@@ -233,8 +233,11 @@ class Setup:
     # a mesh costs (certificates made at run time, `make_certs`).
     tls: bool = False
     # The request the instructions section sends (traffic.REQUESTS): "mcp"
-    # (handshake era) or "mcp-modern" (2026-07-28 headers).
+    # (handshake era), "mcp-modern" (2026-07-28 headers) or "llm" (a chat
+    # completion, answered with its usage).
     request: str = "mcp"
+    # token-usage-metrics with a local token budget every call answers to.
+    budgets: bool = False
 
 
 def throughput_setups() -> list[Setup]:

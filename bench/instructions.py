@@ -90,6 +90,10 @@ def setups() -> list[Setup]:
         named("org-rate-limit"),
         named("debate-access-log"),
         named("token-usage-metrics", "an MCP request: not an LLM call"),
+        Setup("token-usage-metrics LLM call", ("token-usage-metrics",), request="llm",
+              what="a chat completion answered with its usage, read and counted"),
+        Setup("token-usage-metrics LLM budget", ("token-usage-metrics",), request="llm", budgets=True,
+              what="the same call under a local token budget: body held, reserved, reconciled"),
         named("full chain"),
         named("composed chain"),
         replace(base["composed chain"], name="composed chain 2026-07-28", request="mcp-modern",
@@ -136,10 +140,24 @@ def on_request() -> list[Setup]:
     ]
 
 
+# What the LLM route answers: a chat completion with its usage.
+LLM_RESPONSE = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "The motion carries."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18},
+}
+# A budget no bench run can spend (every call answers to it).
+BENCH_BUDGETS = {"plans": {"*": [{"name": "bench", "window": "hour", "limit": 1e10}]}}
+
+
 def _direct_mcp(b: dict) -> None:
     routes = hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(0, {"match": {"prefix": "/mcp"},
                       "direct_response": {"status": 200, "body": {"inline_string": json.dumps(MCP_RESPONSE)}}})
+    routes.insert(0, {"match": {"prefix": "/v1/"},
+                      "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+                      "direct_response": {"status": 200, "body": {"inline_string": json.dumps(LLM_RESPONSE)}}})
 
 
 def _with_noop(b: dict, probe: str) -> None:
@@ -167,8 +185,11 @@ def _bootstrap(setup: Setup, workdir: Path, upstream_port: int, certs=None) -> d
                       plugin_configs(), certs)
         _with_noop(b, setup.probe)
     else:
+        configs = plugin_configs()
+        if setup.budgets:
+            configs["token-usage-metrics"] = {**configs["token-usage-metrics"], "budgets": BENCH_BUDGETS}
         b = bootstrap(setup, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
-                      plugin_configs(), certs)
+                      configs, certs)
     _direct_mcp(b)
     return b
 

@@ -15,6 +15,7 @@
 //! Duration           { int64 seconds = 1; int32 nanos = 2; }
 //! ```
 
+use crate::config_error::ConfigError;
 use crate::token_bucket::Quota;
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -70,6 +71,31 @@ fn put_descriptor(out: &mut Vec<u8>, descriptor: &Descriptor, hits: Option<u64>)
         put_bytes(&mut d, 3, &wrapper);
     }
     put_bytes(out, 2, &d);
+}
+
+/// Checks the fields every pluginConfig that names a rate-limit service has:
+/// its cluster, its domain and the call's timeout (1 ms to 1 min).
+pub fn check_service(
+    field: &str,
+    cluster: &str,
+    domain: &str,
+    timeout_ms: u64,
+) -> Result<(), ConfigError> {
+    for (name, value) in [("cluster", cluster), ("domain", domain)] {
+        if value.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.{name}"),
+                "must not be empty",
+            ));
+        }
+    }
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            format!("{field}.timeout_ms"),
+            "must be 1..=60000",
+        ));
+    }
+    Ok(())
 }
 
 /// Why a call to the service gave no answer, for the `reason` label of the

@@ -592,24 +592,7 @@ fn default_descriptors() -> Vec<Vec<DescriptorEntry>> {
 
 impl GlobalConfig {
     pub fn validate_in(&self, field: &str) -> Result<(), ConfigError> {
-        if self.cluster.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.cluster"),
-                "must not be empty",
-            ));
-        }
-        if self.domain.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.domain"),
-                "must not be empty",
-            ));
-        }
-        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            return Err(ConfigError::new(
-                format!("{field}.timeout_ms"),
-                "must be 1..=60000",
-            ));
-        }
+        mesh_core::rls::check_service(field, &self.cluster, &self.domain, self.timeout_ms)?;
         if self.descriptors.is_empty() {
             return Err(ConfigError::new(
                 format!("{field}.descriptors"),

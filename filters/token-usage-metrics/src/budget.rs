@@ -131,6 +131,8 @@ pub struct Applied<'a> {
     pub key: String,
     /// The organization or key the counter belongs to.
     pub scope: String,
+    /// The counter is the key's own (`per: key`), not the organization's.
+    pub per_key: bool,
 }
 
 /// Plan budgets, then the organization's overrides, then the key's (same
@@ -172,6 +174,7 @@ pub fn applicable<'a>(
                 budget,
                 key: format!("tub1|{}|{kind}|{scope}", budget.name),
                 scope: scope.to_string(),
+                per_key: kind == "k",
             }
         })
         .collect()

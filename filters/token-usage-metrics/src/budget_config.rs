@@ -340,25 +340,7 @@ impl Budgets {
 
 impl BudgetService {
     fn validate_in(&self, field: &str) -> Result<(), ConfigError> {
-        if self.cluster.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.cluster"),
-                "must not be empty",
-            ));
-        }
-        if self.domain.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.domain"),
-                "must not be empty",
-            ));
-        }
-        if !(1..=60_000).contains(&self.timeout_ms) {
-            return Err(ConfigError::new(
-                format!("{field}.timeout_ms"),
-                "must be 1..=60000",
-            ));
-        }
-        Ok(())
+        mesh_core::rls::check_service(field, &self.cluster, &self.domain, self.timeout_ms)
     }
 }
 

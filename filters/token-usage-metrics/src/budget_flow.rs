@@ -247,51 +247,33 @@ impl BudgetCall {
         let mut descriptors = Vec::new();
         for (a, &amount) in applied.iter().zip(&amounts) {
             let reserved = budget::global_units(a.budget, amount);
-            match budget::open_global(
+            let opened = budget::open_global(
                 host.store(),
                 a.budget,
                 &a.key,
                 reserved,
                 now_ns,
                 config.max_counters,
-            ) {
-                Ok(g) => {
-                    if g.hits > 0 {
-                        let scope = if a.key.contains("|k|") {
-                            "key_id"
-                        } else {
-                            "org_id"
-                        };
-                        let d = vec![
-                            ("budget".to_string(), a.budget.name.clone()),
-                            (scope.to_string(), a.scope.clone()),
-                        ];
-                        descriptors.push((d, g.hits));
-                    }
-                    self.global.push((a.budget.clone(), g));
-                }
+            );
+            let g = opened.unwrap_or_else(|budget::StoreFailed| {
                 // The ledger could not be read: charge the plain reservation.
-                Err(budget::StoreFailed) => {
-                    counters.store_failed.inc(host);
-                    let scope = if a.key.contains("|k|") {
-                        "key_id"
-                    } else {
-                        "org_id"
-                    };
-                    let d = vec![
-                        ("budget".to_string(), a.budget.name.clone()),
-                        (scope.to_string(), a.scope.clone()),
-                    ];
-                    descriptors.push((d, reserved));
-                    let g = GlobalHeld {
-                        key: None,
-                        window: 0,
-                        reserved,
-                        hits: reserved,
-                    };
-                    self.global.push((a.budget.clone(), g));
+                counters.store_failed.inc(host);
+                GlobalHeld {
+                    key: None,
+                    window: 0,
+                    reserved,
+                    hits: reserved,
                 }
+            });
+            if g.hits > 0 {
+                let scope = if a.per_key { "key_id" } else { "org_id" };
+                let d = vec![
+                    ("budget".to_string(), a.budget.name.clone()),
+                    (scope.to_string(), a.scope.clone()),
+                ];
+                descriptors.push((d, g.hits));
             }
+            self.global.push((a.budget.clone(), g));
         }
         if descriptors.is_empty() {
             // Every budget is covered by what the service was charged ahead.

@@ -6,6 +6,7 @@
 //! reported once, at the end of the response (metrics and filter state for
 //! the access log), or in the log phase when the stream was cut.
 
+use crate::budget_config::Budgets;
 use crate::budget_flow::{BudgetCall, BudgetCounters, Verdict};
 use crate::config::Config;
 use crate::report::{self, Call, Labels, Update};
@@ -136,6 +137,25 @@ impl Shared {
     }
 }
 
+/// A call's budget with what deciding it needs.
+struct BudgetView<'a> {
+    budget: &'a mut BudgetCall,
+    api: Api,
+    path_model: Option<&'a str>,
+    config: &'a Budgets,
+}
+
+/// The budget of the call, when it is an LLM call under budgets.
+fn budget_view<'a>(call: &'a mut Option<LlmCall>, shared: &'a Shared) -> Option<BudgetView<'a>> {
+    let call = call.as_mut()?;
+    Some(BudgetView {
+        budget: call.budget.as_mut()?,
+        api: call.api,
+        path_model: call.path_model.as_deref(),
+        config: shared.config.budgets.as_ref()?,
+    })
+}
+
 pub struct UsageStage(Rc<Shared>);
 
 impl Stage for UsageStage {
@@ -230,21 +250,16 @@ impl UsageFlow {
     /// Decides the call's budgets once the body is known enough.
     fn decide_budget(&mut self, host: &mut dyn Host, complete: bool) -> Step {
         let shared = Rc::clone(&self.shared);
-        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        let Some(BudgetView {
+            budget: b,
+            api,
+            path_model,
+            config,
+        }) = budget_view(&mut self.call, &shared)
         else {
             return Step::Continue;
         };
-        let Some(b) = call.budget.as_mut() else {
-            return Step::Continue;
-        };
-        let verdict = b.decide(
-            config,
-            call.api,
-            call.path_model.as_deref(),
-            complete,
-            host,
-            &shared.counters,
-        );
+        let verdict = b.decide(config, api, path_model, complete, host, &shared.counters);
         let verdict = match (verdict, config.global.as_ref()) {
             (Verdict::Ask(message), Some(service)) => {
                 let sent = host.call_grpc(GrpcCall {
@@ -258,7 +273,7 @@ impl UsageFlow {
                     return Step::Pause;
                 }
                 // Unknown cluster, no healthy host: failure_mode.
-                b.answer(config, call.api, None, &[], host, &shared.counters)
+                b.answer(config, api, None, &[], host, &shared.counters)
             }
             (verdict, _) => verdict,
         };
@@ -268,11 +283,10 @@ impl UsageFlow {
     /// Lets the call go on, or answers it with the denial.
     fn apply_verdict(&mut self, host: &mut dyn Host, verdict: Verdict) -> Step {
         let shared = Rc::clone(&self.shared);
-        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        let Some(BudgetView {
+            budget: b, config, ..
+        }) = budget_view(&mut self.call, &shared)
         else {
-            return Step::Continue;
-        };
-        let Some(b) = call.budget.as_mut() else {
             return Step::Continue;
         };
         shared.gauge(host, b);
@@ -431,21 +445,16 @@ impl Flow for UsageFlow {
         message: &[u8],
     ) -> Step {
         let shared = Rc::clone(&self.shared);
-        let (Some(call), Some(config)) = (self.call.as_mut(), shared.config.budgets.as_ref())
+        let Some(BudgetView {
+            budget: b,
+            api,
+            config,
+            ..
+        }) = budget_view(&mut self.call, &shared)
         else {
             return Step::Continue;
         };
-        let Some(b) = call.budget.as_mut() else {
-            return Step::Continue;
-        };
-        let verdict = b.answer(
-            config,
-            call.api,
-            Some(status),
-            message,
-            host,
-            &shared.counters,
-        );
+        let verdict = b.answer(config, api, Some(status), message, host, &shared.counters);
         self.apply_verdict(host, verdict)
     }
 

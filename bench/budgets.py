@@ -1,0 +1,177 @@
+"""Token-budget accuracy (issue 15): how close to its limit a budget stops
+LLM calls under concurrency, locally and across replicas.
+
+Every run is a fresh budget and the fake provider of `make run`
+(local/demo/fake_llm.py, whose usage per call is known in advance): 32
+clients post the same chat completion, each until it is refused; the run
+reports the calls admitted, the tokens they used (admitted x usage per call)
+against the limit, the overshoot (used beyond the limit, as a percentage of
+it) and what was left unused at the end.
+
+Runs:
+- local: one Envoy with 2 workers, the budget in its shared data.
+- global: two Envoy replicas (2 workers each) on one rate-limit service
+  counting in a real redis-server (tests/rls-server), `limiter: global`.
+- excess, local and global: calls that use more than they reserve (they
+  declare `max_tokens: 1`; the fake provider ignores it, as no real one
+  does), the case where the documented overshoot bound applies: at most the
+  excess of the calls in flight.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs import Setup
+from harness.envoy import REPO
+from harness.process import ChildProcess, wait_for_output
+
+sys.path.insert(0, str(REPO / "local" / "demo"))
+import fake_llm  # noqa: E402
+
+CLIENTS = 32
+CALLS_PER_LIMIT = 300  # the budget is about this many calls' usage
+RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
+
+
+@dataclass
+class BudgetRun:
+    name: str
+    limiter: str
+    replicas: int
+    limit: int
+    reserved: int  # per call
+    used_per_call: int
+    admitted: int
+    denied: int
+    seconds: float
+
+    @property
+    def used(self) -> int:
+        return self.admitted * self.used_per_call
+
+    @property
+    def overshoot_pct(self) -> float:
+        return max(0, self.used - self.limit) / self.limit * 100
+
+    @property
+    def unused_pct(self) -> float:
+        return max(0, self.limit - self.used) / self.limit * 100
+
+
+def body(max_tokens: int) -> dict:
+    # Three-letter words: the 4-bytes-per-token input estimate is close.
+    return {"model": "gpt-4o-mini", "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "abc " * 500}]}
+
+
+def _post(port: int, payload: bytes) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=payload,
+                     headers={"content-type": "application/json", "x-mcp-org-id": "bench-org"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+def _until_denied(ports: list[int], payload: bytes, max_calls: int) -> tuple[int, int]:
+    """CLIENTS clients, alternating replicas, each posting until refused."""
+    def client(i: int) -> tuple[int, int]:
+        admitted = 0
+        while admitted < max_calls:
+            status = _post(ports[i % len(ports)], payload)
+            if status == 429:
+                return admitted, 1
+            if status != 200:
+                raise RuntimeError(f"LLM call answered {status}")
+            admitted += 1
+        return admitted, 0
+
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(client, range(CLIENTS)))
+    return sum(a for a, _ in results), sum(d for _, d in results)
+
+
+def _budgets(limiter: str, limit: int) -> dict:
+    one = {"name": "bench", "window": "hour"}
+    if limiter == "local":
+        one["limit"] = limit
+        return {"plans": {"*": [one]}}
+    return {"limiter": "global", "global": {"cluster": "ratelimit", "timeout_ms": 2000},
+            "plans": {"*": [one]}}
+
+
+class _Service:
+    """redis-server on a unix socket and the test rate-limit service."""
+
+    def __init__(self, folder: Path, limit: int):
+        folder.mkdir(parents=True, exist_ok=True)
+        sock = folder / "redis.sock"
+        self.redis = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
+                                            "--save", "", "--appendonly", "no"], folder)
+        wait_for_output(self.redis, r"ready to accept connections")
+        limits = [{"domain": "mcp_budgets", "descriptor": {"budget": "bench", "org_id": "*"},
+                   "requests_per_unit": limit, "unit": "hour"}]
+        self.rls = ChildProcess("rls", [sys.executable, str(RLS_SERVER), "--port", "0", "--redis",
+                                        f"redis+unix://{sock}", "--limits", json.dumps(limits)], folder)
+        self.port = int(wait_for_output(self.rls, r"^listening on (\d+)$").group(1))
+
+    def stop(self) -> None:
+        self.rls.stop()
+        self.redis.stop()
+
+
+def one_run(session, log, name: str, limiter: str, max_tokens: int) -> BudgetRun:
+    payload_dict = body(max_tokens)
+    payload = json.dumps(payload_dict).encode()
+    c = fake_llm.plan("openai_chat", payload_dict)
+    used_per_call = c.input_tokens + c.output_tokens
+    reserved = -(-len(payload) // 4) + max_tokens
+    limit = CALLS_PER_LIMIT * used_per_call + used_per_call // 2
+    replicas = 1 if limiter == "local" else 2
+    service = _Service(session.workdir / f"budget-{name}", limit) if limiter != "local" else None
+    with fake_llm.FakeLLM() as fake:
+        try:
+            upstreams = {"llm_provider": fake.port}
+            if service:
+                upstreams["ratelimit"] = service.port
+            configs = {"token-usage-metrics": {"service": "bench", "budgets": _budgets(limiter, limit)}}
+            envoys = [session.start(Setup(f"budget {name}", ("token-usage-metrics",)), 2, configs, upstreams)
+                      for _ in range(replicas)]
+            started = time.monotonic()
+            admitted, denied = _until_denied([e.port for e in envoys], payload, 4 * CALLS_PER_LIMIT)
+            seconds = time.monotonic() - started
+            for e in envoys:
+                session.stop(e)
+        finally:
+            if service:
+                service.stop()
+    run = BudgetRun(name, limiter, replicas, limit, reserved, used_per_call, admitted, denied, seconds)
+    log(f"   {name:16s} admitted {admitted} calls, used {run.used:,} of {limit:,} tokens "
+        f"(overshoot {run.overshoot_pct:.2f}%, unused {run.unused_pct:.2f}%)")
+    return run
+
+
+def run(session, log) -> list[BudgetRun]:
+    runs = []
+    plan = [("local", "local", fake_llm.count_tokens(fake_llm.REPLY)), ("excess, local", "local", 1)]
+    if shutil.which("redis-server"):
+        plan += [("global", "global", fake_llm.count_tokens(fake_llm.REPLY)), ("excess, global", "global", 1)]
+    else:
+        log("   redis-server is missing (bench/setup.sh installs it): no global runs")
+    for name, limiter, max_tokens in plan:
+        try:
+            runs.append(one_run(session, log, name, limiter, max_tokens))
+        except Exception as e:  # noqa: BLE001 - reported, the other runs still go
+            log(f"   {name}: {type(e).__name__}: {e}")
+    return runs
