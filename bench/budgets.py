@@ -12,10 +12,13 @@ Runs:
 - local: one Envoy with 2 workers, the budget in its shared data.
 - global: two Envoy replicas (2 workers each) on one rate-limit service
   counting in a real redis-server (tests/rls-server), `limiter: global`.
-- excess, local and global: calls that use more than they reserve (they
-  declare `max_tokens: 1`; the fake provider ignores it, as no real one
-  does), the case where the documented overshoot bound applies: at most the
-  excess of the calls in flight.
+- under-estimated, local and global: calls that use more than they reserve,
+  the case where the documented overshoot bound applies (at most the excess
+  of the calls in flight). Their prompt is punctuation, one token per byte
+  (as much non-English text comes close to), so the default estimate of 4
+  bytes per input token reserves a quarter of the input.
+- the same with `bytes_per_input_token: 1`: the estimate is an upper bound
+  again.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
 class BudgetRun:
     name: str
     limiter: str
+    bytes_per_token: int
     replicas: int
     limit: int
     reserved: int  # per call
@@ -66,10 +70,15 @@ class BudgetRun:
         return max(0, self.limit - self.used) / self.limit * 100
 
 
-def body(max_tokens: int) -> dict:
-    # Three-letter words: the 4-bytes-per-token input estimate is close.
-    return {"model": "gpt-4o-mini", "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": "abc " * 500}]}
+# Three-letter words: the 4-bytes-per-token input estimate is close. Or
+# punctuation: a token per byte.
+PROMPTS = {"words": "abc " * 500, "punctuation": "!" * 500}
+
+
+def body(prompt: str) -> dict:
+    # max_tokens is the fake provider's reply length: output is reserved exactly.
+    return {"model": "gpt-4o-mini", "max_tokens": fake_llm.count_tokens(fake_llm.REPLY),
+            "messages": [{"role": "user", "content": PROMPTS[prompt]}]}
 
 
 def _post(port: int, payload: bytes) -> int:
@@ -102,13 +111,13 @@ def _until_denied(ports: list[int], payload: bytes, max_calls: int) -> tuple[int
     return sum(a for a, _ in results), sum(d for _, d in results)
 
 
-def _budgets(limiter: str, limit: int) -> dict:
+def _budgets(limiter: str, limit: int, bytes_per_token: int) -> dict:
     one = {"name": "bench", "window": "hour"}
     if limiter == "local":
         one["limit"] = limit
-        return {"plans": {"*": [one]}}
+        return {"plans": {"*": [one]}, "bytes_per_input_token": bytes_per_token}
     return {"limiter": "global", "global": {"cluster": "ratelimit", "timeout_ms": 2000},
-            "plans": {"*": [one]}}
+            "plans": {"*": [one]}, "bytes_per_input_token": bytes_per_token}
 
 
 class _Service:
@@ -131,12 +140,12 @@ class _Service:
         self.redis.stop()
 
 
-def one_run(session, log, name: str, limiter: str, max_tokens: int) -> BudgetRun:
-    payload_dict = body(max_tokens)
+def one_run(session, log, name: str, limiter: str, prompt: str, bytes_per_token: int) -> BudgetRun:
+    payload_dict = body(prompt)
     payload = json.dumps(payload_dict).encode()
     c = fake_llm.plan("openai_chat", payload_dict)
     used_per_call = c.input_tokens + c.output_tokens
-    reserved = -(-len(payload) // 4) + max_tokens
+    reserved = -(-len(payload) // bytes_per_token) + payload_dict["max_tokens"]
     limit = CALLS_PER_LIMIT * used_per_call + used_per_call // 2
     replicas = 1 if limiter == "local" else 2
     service = _Service(session.workdir / f"budget-{name}", limit) if limiter != "local" else None
@@ -145,7 +154,8 @@ def one_run(session, log, name: str, limiter: str, max_tokens: int) -> BudgetRun
             upstreams = {"llm_provider": fake.port}
             if service:
                 upstreams["ratelimit"] = service.port
-            configs = {"token-usage-metrics": {"service": "bench", "budgets": _budgets(limiter, limit)}}
+            configs = {"token-usage-metrics": {"service": "bench",
+                                               "budgets": _budgets(limiter, limit, bytes_per_token)}}
             envoys = [session.start(Setup(f"budget {name}", ("token-usage-metrics",)), 2, configs, upstreams)
                       for _ in range(replicas)]
             started = time.monotonic()
@@ -156,22 +166,25 @@ def one_run(session, log, name: str, limiter: str, max_tokens: int) -> BudgetRun
         finally:
             if service:
                 service.stop()
-    run = BudgetRun(name, limiter, replicas, limit, reserved, used_per_call, admitted, denied, seconds)
-    log(f"   {name:16s} admitted {admitted} calls, used {run.used:,} of {limit:,} tokens "
+    run = BudgetRun(name, limiter, bytes_per_token, replicas, limit, reserved, used_per_call, admitted, denied,
+                    seconds)
+    log(f"   {name:38s} admitted {admitted} calls, used {run.used:,} of {limit:,} tokens "
         f"(overshoot {run.overshoot_pct:.2f}%, unused {run.unused_pct:.2f}%)")
     return run
 
 
 def run(session, log) -> list[BudgetRun]:
     runs = []
-    plan = [("local", "local", fake_llm.count_tokens(fake_llm.REPLY)), ("excess, local", "local", 1)]
+    plan = [("words, local", "local", "words", 4), ("punctuation, local", "local", "punctuation", 4),
+            ("punctuation, local, 1 byte per token", "local", "punctuation", 1)]
     if shutil.which("redis-server"):
-        plan += [("global", "global", fake_llm.count_tokens(fake_llm.REPLY)), ("excess, global", "global", 1)]
+        plan += [("words, global", "global", "words", 4), ("punctuation, global", "global", "punctuation", 4),
+                 ("punctuation, global, 1 byte per token", "global", "punctuation", 1)]
     else:
-        log("   redis-server is missing (bench/setup.sh installs it): no global runs")
-    for name, limiter, max_tokens in plan:
+        log("   redis-server is missing (`make redis` installs it): no global runs")
+    for name, limiter, prompt, bytes_per_token in plan:
         try:
-            runs.append(one_run(session, log, name, limiter, max_tokens))
+            runs.append(one_run(session, log, name, limiter, prompt, bytes_per_token))
         except Exception as e:  # noqa: BLE001 - reported, the other runs still go
             log(f"   {name}: {type(e).__name__}: {e}")
     return runs

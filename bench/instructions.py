@@ -23,6 +23,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,6 +91,7 @@ def setups() -> list[Setup]:
         named("org-rate-limit"),
         named("debate-access-log"),
         named("token-usage-metrics", "an MCP request: not an LLM call"),
+        Setup("bare LLM call", request="llm", what="router only, the chat completion: the floor of the two below"),
         Setup("token-usage-metrics LLM call", ("token-usage-metrics",), request="llm",
               what="a chat completion answered with its usage, read and counted"),
         Setup("token-usage-metrics LLM budget", ("token-usage-metrics",), request="llm", budgets=True,
@@ -140,13 +142,6 @@ def on_request() -> list[Setup]:
     ]
 
 
-# What the LLM route answers: a chat completion with its usage.
-LLM_RESPONSE = {
-    "id": "chatcmpl-bench", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "The motion carries."},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18},
-}
 # A budget no bench run can spend (every call answers to it).
 BENCH_BUDGETS = {"plans": {"*": [{"name": "bench", "window": "hour", "limit": 1e10}]}}
 
@@ -155,9 +150,6 @@ def _direct_mcp(b: dict) -> None:
     routes = hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(0, {"match": {"prefix": "/mcp"},
                       "direct_response": {"status": 200, "body": {"inline_string": json.dumps(MCP_RESPONSE)}}})
-    routes.insert(0, {"match": {"prefix": "/v1/"},
-                      "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-                      "direct_response": {"status": 200, "body": {"inline_string": json.dumps(LLM_RESPONSE)}}})
 
 
 def _with_noop(b: dict, probe: str) -> None:
@@ -177,19 +169,21 @@ def _with_noop(b: dict, probe: str) -> None:
     chain.insert(0, noop)
 
 
-def _bootstrap(setup: Setup, workdir: Path, upstream_port: int, certs=None) -> dict:
+def _bootstrap(setup: Setup, workdir: Path, upstream_port: int, certs=None, llm_port: int = 0) -> dict:
+    """MCP calls are answered by a direct_response route; LLM calls go to the
+    fake provider (`llm_port`): it answers after the whole body, as a
+    provider does, so a budget's body hold is measured too."""
+    upstreams = {"mcp_debate": upstream_port, "llm_provider": llm_port or upstream_port}
     if setup.filters == ("noop",):
         # Borrow api-key-auth's slot and replace it.
         real = replace(setup, filters=("api-key-auth",))
-        b = bootstrap(real, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
-                      plugin_configs(), certs)
+        b = bootstrap(real, workdir, upstreams, plugin_configs(), certs)
         _with_noop(b, setup.probe)
     else:
         configs = plugin_configs()
         if setup.budgets:
             configs["token-usage-metrics"] = {**configs["token-usage-metrics"], "budgets": BENCH_BUDGETS}
-        b = bootstrap(setup, workdir, {"mcp_debate": upstream_port, "llm_provider": upstream_port},
-                      configs, certs)
+        b = bootstrap(setup, workdir, upstreams, configs, certs)
     _direct_mcp(b)
     return b
 
@@ -208,7 +202,7 @@ def _dump_total(out_dir: Path, before: set[Path]) -> int:
     raise TimeoutError("callgrind wrote no dump")
 
 
-def _send(conn: http.client.HTTPConnection, n: int, request: str = "mcp") -> None:
+def _send(conn: http.client.HTTPConnection, n: int, request: str = "mcp", budgeted: bool = False) -> None:
     req = REQUEST_KINDS[request]()
     for _ in range(n):
         conn.request(req.method, req.path, body=req.body, headers=req.headers)
@@ -216,13 +210,16 @@ def _send(conn: http.client.HTTPConnection, n: int, request: str = "mcp") -> Non
         r.read()
         if r.status != 200:
             raise RuntimeError(f"{req.path} answered {r.status}")
+        # A budgeted call says what is left: the budget really applied.
+        if budgeted and r.getheader("x-ratelimit-remaining-tokens") is None:
+            raise RuntimeError(f"{req.path}: no x-ratelimit-remaining-tokens, the budget did not apply")
 
 
-def measure(setup: Setup, workdir: Path, upstream_port: int, log, certs=None) -> Count:
+def measure(setup: Setup, workdir: Path, upstream_port: int, log, certs=None, llm_port: int = 0) -> Count:
     count = Count(setup.name, setup.what)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "envoy.json"
-    config.write_text(json.dumps(_bootstrap(setup, workdir, upstream_port, certs), indent=1))
+    config.write_text(json.dumps(_bootstrap(setup, workdir, upstream_port, certs, llm_port), indent=1))
     admin_file, log_path = workdir / "admin", workdir / "envoy.log"
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out.%p",
@@ -236,7 +233,7 @@ def measure(setup: Setup, workdir: Path, upstream_port: int, log, certs=None) ->
         _admin_port, port = wait_until_ready(proc, admin_file, log_path, 600)
         conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=120, context=ssl._create_unverified_context())
                 if setup.tls else http.client.HTTPConnection("127.0.0.1", port, timeout=120))
-        _send(conn, WARMUP, setup.request)
+        _send(conn, WARMUP, setup.request, setup.budgets)
         for _ in range(MEASUREMENTS):
             subprocess.run(["callgrind_control", "-z", str(proc.proc.pid)], check=True, capture_output=True)
             _send(conn, REQUESTS, setup.request)
@@ -262,14 +259,19 @@ def run(session, log) -> list[Count]:
         raise RuntimeError(f"{NOOP_WASM} is missing: bench/run.sh builds it")
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(setup: Setup) -> Count:
-        return measure(setup, session.workdir / "callgrind" / setup.name.replace(" ", "_"),
-                       session.upstream_port, log, session.certs)
-
     chosen = setups()
     if session.options.only:
         chosen = [s for s in chosen + on_request() if s.name in session.options.only]
     elif session.options.quick:
         chosen = [s for s in chosen if s.name in ("bare", "no-op Rust filter", "full chain", "composed chain")]
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # The fake provider of `make run` (a Python process: its cost is not
+    # Envoy's, so it does not count).
+    sys.path.insert(0, str(REPO / "local" / "demo"))
+    import fake_llm
+
+    with fake_llm.FakeLLM() as llm, ThreadPoolExecutor(max_workers=2) as pool:
+        def one(setup: Setup) -> Count:
+            return measure(setup, session.workdir / "callgrind" / setup.name.replace(" ", "_"),
+                           session.upstream_port, log, session.certs, llm.port)
+
         return list(pool.map(one, chosen))

@@ -27,6 +27,7 @@ import argparse
 import gzip
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -491,11 +492,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_GET = _handle
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client (or Envoy, for a call a token budget denied after its
+        # headers went on) that goes away mid-answer is not an error here.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeLLM:
     """`with FakeLLM() as llm:` serves on 127.0.0.1:llm.port until the block ends."""
 
     def __init__(self, port: int = 0, chunk_delay: float = 0.0, verbose: bool = False):
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.received = []  # type: ignore[attr-defined]
         self.server.chunk_delay = chunk_delay  # type: ignore[attr-defined]
