@@ -288,6 +288,7 @@ class Report:
         self.add("What each configuration is:", "")
         self.add(*[f"- **{c.setup}**: {c.what}" for c in counts])
         self.add("")
+        self.add(*self.llm_call_costs(by_name, floor))
         if probes and noop is not None:
             self.add(
                 "### What one host call costs",
@@ -307,6 +308,32 @@ class Report:
                     self.add(f"| {name} | {(c.value - noop) / PROBE_CALLS:,.0f} | {c.what} |")
             self.add("", "How the filters' counts add up from these prices, and why the targets are out of reach: "
                      "[docs/performance.md](../docs/performance.md#why-the-targets-are-out-of-reach-in-host-calls).", "")
+
+    def llm_call_costs(self, by_name: dict, floor: float | None) -> list[str]:
+        """What token-usage-metrics and a token budget add to one LLM call:
+        the LLM rows go to the fake provider, so they compare with each other."""
+        bare = by_name.get("bare LLM call")
+        usage = by_name.get("token-usage-metrics LLM call")
+        budget = by_name.get("token-usage-metrics LLM budget")
+        if not (bare and usage and budget):
+            return []
+        added = budget - usage
+        times = f", {added / floor:.1f}× a no-op filter's" if floor else ""
+        self.targets.append(("added cost of a token budget per LLM call (measured, no target)",
+                             f"+{added:,.0f} instructions ({added / usage:+.0%})", None))
+        return [
+            "### What one LLM call costs",
+            "",
+            "The three LLM rows send a chat completion (the **llm** request) to the fake provider of `make run`, "
+            "which answers after the whole body, as a provider does (a `direct_response` would answer at the "
+            "headers, before a budget decides); they compare with each other. token-usage-metrics adds "
+            f"{usage - bare:+,.0f} instructions to the bare call (reading the request's model and the response's "
+            f"usage, the metrics and the access-log facts); a local token budget adds {added:+,.0f} more{times} "
+            f"({added / usage:+.0%} of the metered call): the body held and sized, a reservation and a "
+            "reconcile (a shared-data read and compare-and-swap each), three `x-ratelimit-*-tokens` headers, the "
+            "remaining-budget gauge and four access-log facts.",
+            "",
+        ]
 
     def sse(self, runs: list[SseRun]) -> None:
         self.add(
