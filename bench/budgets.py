@@ -34,14 +34,13 @@ from pathlib import Path
 
 from configs import Setup
 from harness.envoy import REPO
-from harness.process import ChildProcess, wait_for_output
+from harness.ratelimit import start_redis, start_rls
 
 sys.path.insert(0, str(REPO / "local" / "demo"))
 import fake_llm  # noqa: E402
 
 CLIENTS = 32
 CALLS_PER_LIMIT = 300  # the budget is about this many calls' usage
-RLS_SERVER = REPO / "tests" / "rls-server" / "rls_server.py"
 
 
 @dataclass
@@ -121,19 +120,14 @@ def _budgets(limiter: str, limit: int, bytes_per_token: int) -> dict:
 
 
 class _Service:
-    """redis-server on a unix socket and the test rate-limit service."""
+    """redis-server and the test rate-limit service, with the bench's limit."""
 
     def __init__(self, folder: Path, limit: int):
         folder.mkdir(parents=True, exist_ok=True)
-        sock = folder / "redis.sock"
-        self.redis = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
-                                            "--save", "", "--appendonly", "no"], folder)
-        wait_for_output(self.redis, r"ready to accept connections")
+        self.redis, url = start_redis(folder)
         limits = [{"domain": "mcp_budgets", "descriptor": {"budget": "bench", "org_id": "*"},
                    "requests_per_unit": limit, "unit": "hour"}]
-        self.rls = ChildProcess("rls", [sys.executable, str(RLS_SERVER), "--port", "0", "--redis",
-                                        f"redis+unix://{sock}", "--limits", json.dumps(limits)], folder)
-        self.port = int(wait_for_output(self.rls, r"^listening on (\d+)$").group(1))
+        self.rls, self.port = start_rls(folder, url, limits)
 
     def stop(self) -> None:
         self.rls.stop()

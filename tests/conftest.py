@@ -9,7 +9,6 @@ plus `rls_factory` (the test rate-limit service on a real redis-server).
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,10 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Upstream  # noqa: E402
-from harness import ChildProcess, wait_for_output  # noqa: E402
+from harness import ChildProcess  # noqa: E402
 from harness.envoy import COMPOSED, LAYOUTS, start_envoy  # noqa: E402
-
-RLS_SERVER = Path(__file__).resolve().parent / "rls-server" / "rls_server.py"
+from harness.ratelimit import start_redis, start_rls  # noqa: E402
 
 
 def pytest_configure(config):
@@ -107,11 +105,8 @@ def redis(tmp_path):
     TCP port picked in advance could be taken by another worker's server)."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing: `make redis` installs it (make test does)")
-    sock = tmp_path / "redis.sock"
-    proc = ChildProcess("redis", ["redis-server", "--port", "0", "--unixsocket", str(sock),
-                                  "--save", "", "--appendonly", "no"], tmp_path)
-    wait_for_output(proc, r"ready to accept connections")
-    yield f"redis+unix://{sock}"
+    proc, url = start_redis(tmp_path)
+    yield url
     proc.stop()
 
 
@@ -128,12 +123,8 @@ def rls_factory(tmp_path, redis):
     started = []
 
     def start(limits: list[dict], delay_ms: int = 0, hang: str | None = None) -> Rls:
-        name = f"rls{len(started)}"
-        proc = ChildProcess(name, [sys.executable, str(RLS_SERVER), "--port", "0", "--redis", redis,
-                                   "--limits", json.dumps(limits), "--delay-ms", str(delay_ms),
-                                   *([f"--{hang}"] if hang else [])], tmp_path)
-        port = int(wait_for_output(proc, r"^listening on (\d+)$").group(1))
-        rls = Rls(proc, port)
+        extra = ("--delay-ms", str(delay_ms), *([f"--{hang}"] if hang else []))
+        rls = Rls(*start_rls(tmp_path, redis, limits, f"rls{len(started)}", extra))
         started.append(rls)
         return rls
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import RLS_SERVER
 from harness import ChildProcess, HeldPort, wait_for_output
+from harness.ratelimit import RLS_SERVER
 from test_org_rate_limit import direct_response_route, hammer
 
 

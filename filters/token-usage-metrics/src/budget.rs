@@ -135,6 +135,24 @@ pub struct Applied<'a> {
     pub per_key: bool,
 }
 
+/// The lists a call answers to, in order: its plan's (else `*`), its
+/// organization's overrides, its key's.
+fn lists<'a>(
+    config: &'a Budgets,
+    org: &str,
+    plan: Option<&str>,
+    key_id: Option<&str>,
+) -> [Option<&'a Vec<Budget>>; 3] {
+    let plan_list = plan
+        .and_then(|p| config.plans.get(p))
+        .or_else(|| config.plans.get("*"));
+    [
+        plan_list,
+        config.orgs.get(org),
+        key_id.and_then(|k| config.keys.get(k)),
+    ]
+}
+
 /// Plan budgets, then the organization's overrides, then the key's (same
 /// name replaces), keeping those whose model filter admits the call.
 pub fn applicable<'a>(
@@ -145,15 +163,11 @@ pub fn applicable<'a>(
     model: Option<&str>,
 ) -> Vec<Applied<'a>> {
     let mut chosen: Vec<&Budget> = Vec::new();
-    let plan_list = plan
-        .and_then(|p| config.plans.get(p))
-        .or_else(|| config.plans.get("*"));
-    let lists = [
-        plan_list,
-        config.orgs.get(org),
-        key_id.and_then(|k| config.keys.get(k)),
-    ];
-    for b in lists.into_iter().flatten().flatten() {
+    for b in lists(config, org, plan, key_id)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         match chosen.iter_mut().find(|c| c.name == b.name) {
             Some(slot) => *slot = b,
             None => chosen.push(b),
@@ -183,14 +197,10 @@ pub fn applicable<'a>(
 /// True when some budget can apply to a call of this organization, plan and
 /// key (whatever its model): otherwise the call is not held at all.
 pub fn may_apply(config: &Budgets, org: &str, plan: Option<&str>, key_id: Option<&str>) -> bool {
-    let plan_list = plan
-        .and_then(|p| config.plans.get(p))
-        .or_else(|| config.plans.get("*"));
-    plan_list.is_some_and(|l| !l.is_empty())
-        || config.orgs.get(org).is_some_and(|l| !l.is_empty())
-        || key_id
-            .and_then(|k| config.keys.get(k))
-            .is_some_and(|l| !l.is_empty())
+    lists(config, org, plan, key_id)
+        .into_iter()
+        .flatten()
+        .any(|l| !l.is_empty())
 }
 
 /// A counter: the window it counts, what was used in it, and for global
@@ -431,7 +441,9 @@ pub fn reconcile(
     })
 }
 
-/// What is left in a counter now (for the remaining-budget gauge).
+/// What is left in a counter now (tests read counters with it; calls see
+/// what is left as they reserve and reconcile).
+#[cfg(test)]
 pub fn remaining(store: &dyn SharedStore, budget: &Budget, key: &str, now_ns: u64) -> u64 {
     let (window, _) = window_at(budget.window, now_ns / 1_000_000_000);
     let used = match store.get(key) {

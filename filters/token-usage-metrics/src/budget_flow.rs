@@ -15,6 +15,7 @@ use crate::budget_reply::{self, Denial, Spent};
 use crate::budget_request::sizing;
 use crate::budget_window::window_at;
 use mesh_core::llm_usage::{Api, Usage};
+use mesh_core::metrics::labeled;
 use mesh_core::rls;
 use mesh_core::stage::{Counter, Host, Level};
 use mesh_core::token_bucket::Quota;
@@ -39,6 +40,36 @@ pub struct BudgetCounters {
 }
 
 impl BudgetCounters {
+    /// The counters of `service`; the service-error ones only for
+    /// `global` limiters, which call a service.
+    pub fn define(host: &dyn Host, service: &str, global: bool) -> Self {
+        let counter =
+            |name: &str, labels: &[(&str, &str)]| Counter::define(host, &labeled(name, labels));
+        let service_label = [("service", service)];
+        Self {
+            denied: counter("mcp_llm_budget_denied_total", &service_label),
+            charged_without_usage: counter(
+                "mcp_llm_budget_charged_without_usage_total",
+                &service_label,
+            ),
+            store_failed: counter("mcp_llm_budget_store_failures_total", &service_label),
+            service_errors: if global {
+                rls::FAILURE_REASONS
+                    .iter()
+                    .map(|reason| {
+                        let labels = [("reason", *reason), ("service", service)];
+                        (
+                            *reason,
+                            counter("mcp_llm_budget_service_errors_total", &labels),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     fn service_error(&self, host: &dyn Host, reason: &str) {
         if let Some((_, c)) = self.service_errors.iter().find(|(r, _)| *r == reason) {
             c.inc(host);

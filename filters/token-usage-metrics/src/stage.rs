@@ -15,7 +15,7 @@ use crate::route;
 use mesh_core::config_error::{self, ConfigError};
 use mesh_core::llm_usage::{Api, Outcome, ReadLimits, UsageReader};
 use mesh_core::stage::{
-    header_text, Chunk, Counter, Exchange, Flow, GrpcCall, Host, MetricId, MetricKind, Stage, Step,
+    header_text, Chunk, Exchange, Flow, GrpcCall, Host, MetricId, MetricKind, Stage, Step,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,36 +49,12 @@ pub fn compile(config: Config, host: &dyn Host) -> UsageStage {
     };
     // Budget counters and their registry exist only where budgets are
     // configured: no extra series or start-up work otherwise.
-    let counters = if config.budgets.is_some() {
-        mesh_core::shared_keys::ensure_registry(host.store(), crate::budget::REGISTRY_KEY);
-        BudgetCounters {
-            denied: Counter::define(
-                host,
-                &format!("service=.={service};.;mcp_llm_budget_denied_total"),
-            ),
-            charged_without_usage: Counter::define(
-                host,
-                &format!("service=.={service};.;mcp_llm_budget_charged_without_usage_total"),
-            ),
-            store_failed: Counter::define(
-                host,
-                &format!("service=.={service};.;mcp_llm_budget_store_failures_total"),
-            ),
-            service_errors: match config.budgets.as_ref().map(|b| b.limiter.global()) {
-                Some(true) => mesh_core::rls::FAILURE_REASONS
-                    .iter()
-                    .map(|reason| {
-                        let name = format!(
-                            "reason=.={reason};.;service=.={service};.;mcp_llm_budget_service_errors_total"
-                        );
-                        (*reason, Counter::define(host, &name))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
+    let counters = match &config.budgets {
+        Some(budgets) => {
+            mesh_core::shared_keys::ensure_registry(host.store(), crate::budget::REGISTRY_KEY);
+            BudgetCounters::define(host, &service, budgets.limiter.global())
         }
-    } else {
-        BudgetCounters::default()
+        None => BudgetCounters::default(),
     };
     UsageStage(Rc::new(Shared {
         config,
@@ -301,12 +277,14 @@ impl UsageFlow {
         Step::Replied
     }
 
+    /// The call's budget, when it has one.
+    fn budget(&self) -> Option<&BudgetCall> {
+        self.call.as_ref().and_then(|c| c.budget.as_ref())
+    }
+
     /// True while the rate-limit service decides: the body stays held.
     fn budget_asking(&self) -> bool {
-        self.call
-            .as_ref()
-            .and_then(|c| c.budget.as_ref())
-            .is_some_and(BudgetCall::asking)
+        self.budget().is_some_and(BudgetCall::asking)
     }
 }
 
@@ -380,11 +358,7 @@ impl Flow for UsageFlow {
     }
 
     fn request_body_room(&self) -> usize {
-        let budget = self
-            .call
-            .as_ref()
-            .and_then(|c| c.budget.as_ref())
-            .map_or(0, BudgetCall::room);
+        let budget = self.budget().map_or(0, BudgetCall::room);
         budget.max(self.scanner_room())
     }
 
@@ -392,12 +366,7 @@ impl Flow for UsageFlow {
         if self.budget_asking() {
             return Step::Pause;
         }
-        if self
-            .call
-            .as_ref()
-            .and_then(|c| c.budget.as_ref())
-            .is_some_and(BudgetCall::waiting)
-        {
+        if self.budget().is_some_and(BudgetCall::waiting) {
             return self.decide_budget(host, true);
         }
         Step::Continue
