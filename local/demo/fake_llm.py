@@ -493,6 +493,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of 32+ new connections
+    # (tests and bench run that many clients through Envoy) overflows it, a
+    # dropped SYN is retried after 1 s, and Envoy's 1 s connect timeout
+    # answers 503.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address) -> None:
         # A client (or Envoy, for a call a token budget denied after its
         # headers went on) that goes away mid-answer is not an error here.
